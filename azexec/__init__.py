@@ -1,0 +1,1 @@
+"""azexec: run a command with an Azure access token in its environment only."""

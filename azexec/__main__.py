@@ -1,0 +1,3 @@
+from azexec.cli import main
+
+main()

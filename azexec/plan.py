@@ -1,0 +1,154 @@
+"""Resolve options and sources into what the child gets, checking everything first."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from azexec import ids, sources, token
+from azexec.errors import TokenRejected, TokenSourceError, UsageError
+from azexec.sources import Credential, Sourced
+from azexec.token import Claims
+
+
+@dataclass(frozen=True)
+class Request:
+    """What the user asked for, as parsed from the command line."""
+
+    token_stdin: bool = False
+    token_file: str | None = None
+    token_cmd: str | None = None
+    token_cmd_timeout: float = 60.0
+    token_env: str | None = None
+    env_files: tuple[str, ...] = ()
+    subscription: str | None = None
+    tenant: str | None = None
+    min_validity: float | None = None
+    audiences: tuple[str, ...] = ()
+    verify: bool = True
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The checked values for the child, each with its origin."""
+
+    token: Sourced
+    subscription: Sourced | None
+    tenant: Sourced | None
+    claims: Claims | None
+    warnings: tuple[str, ...]
+    #: Variables removed from the child's environment besides the three.
+    removed: tuple[str, ...]
+
+    def variables(self) -> dict[str, str | None]:
+        """Return the three variables; None means 'remove from the child'."""
+        return {
+            sources.TOKEN_VAR: self.token.value,
+            sources.SUBSCRIPTION_VAR: self.subscription.value if self.subscription else None,
+            sources.TENANT_VAR: self.tenant.value if self.tenant else None,
+        }
+
+
+def token_options(request: Request) -> list[str]:
+    """Name the --token-* options given, in a fixed order."""
+    given = {
+        "--token-stdin": request.token_stdin,
+        "--token-file": request.token_file is not None,
+        "--token-cmd": request.token_cmd is not None,
+        "--token-env": request.token_env is not None,
+    }
+    return [name for name, present in given.items() if present]
+
+
+def prepare(request: Request, environ: Mapping[str, str], now: float | None = None) -> Plan:
+    """Read every source, resolve each value by precedence, and check the token."""
+    options = token_options(request)
+    if len(options) > 1:
+        raise UsageError(f"both {options[0]} and {options[1]} supply an access token", "use exactly one source")
+    env_files = [sources.from_env_file(path) for path in request.env_files]
+    with_token = [c for c in env_files if c.token is not None]
+    if options and with_token:
+        raise UsageError(
+            f"both {options[0]} and {with_token[-1].origin} supply an access token",
+            f"remove {sources.TOKEN_VAR} from the file, or drop {options[0]}",
+        )
+    if not options and not with_token:
+        raise UsageError(
+            "no access token source",
+            "use --token-stdin, --token-file, --token-cmd, --token-env or an --env-file that holds "
+            f"{sources.TOKEN_VAR}",
+        )
+    primary = _read_primary(request, environ) if options else None
+
+    # Precedence: option > the token source's JSON > env files (the last file first).
+    layers: list[Credential] = [
+        Credential(
+            origin="options",
+            subscription=Sourced(request.subscription, "--subscription") if request.subscription else None,
+            tenant=Sourced(request.tenant, "--tenant") if request.tenant else None,
+        ),
+        *([primary] if primary else []),
+        *reversed(env_files),
+    ]
+    secret = next(c.token for c in layers if c.token is not None)
+    assert secret is not None
+    warnings = [w for c in (*env_files, *([primary] if primary else [])) for w in c.warnings]
+
+    token.check_format(secret.value, secret.origin)
+    claims = None
+    if request.verify:
+        claims = token.decode(secret.value, secret.origin, request.audiences)
+        warnings += token.check_validity(claims, request.min_validity, now)
+        warnings += token.audience_warnings(claims, request.audiences)
+
+    subscription = _first(layers, "subscription")
+    if subscription is not None and not ids.is_guid(subscription.value):
+        raise TokenSourceError(
+            f"the subscription from {subscription.origin} is not a GUID", "use the subscription ID, not its name"
+        )
+    tenant = _first(layers, "tenant")
+    if tenant is not None and not ids.is_tenant(tenant.value):
+        raise TokenSourceError(f"the tenant from {tenant.origin} is neither a GUID nor a domain", "use the tenant ID")
+    if claims is not None and claims.tenant:
+        _check_tenants(layers, claims.tenant)
+        if tenant is None:
+            tenant = Sourced(claims.tenant, "the token's tid claim")
+
+    return Plan(
+        token=secret,
+        subscription=subscription,
+        tenant=tenant,
+        claims=claims,
+        warnings=tuple(warnings),
+        removed=(request.token_env,) if request.token_env else (),
+    )
+
+
+def _read_primary(request: Request, environ: Mapping[str, str]) -> Credential:
+    if request.token_stdin:
+        return sources.from_stdin()
+    if request.token_file is not None:
+        return sources.from_file(request.token_file)
+    if request.token_cmd is not None:
+        return sources.from_command(request.token_cmd, request.token_cmd_timeout)
+    assert request.token_env is not None
+    return sources.from_env(request.token_env, environ)
+
+
+def _first(layers: list[Credential], field: str) -> Sourced | None:
+    for layer in layers:
+        value: Sourced | None = getattr(layer, field)
+        if value is not None:
+            return value
+    return None
+
+
+def _check_tenants(layers: list[Credential], tid: str) -> None:
+    """Refuse any tenant GUID, from any source, that is not the token's own."""
+    for layer in layers:
+        tenant = layer.tenant
+        if tenant is not None and ids.is_guid(tenant.value) and tenant.value.lower() != tid.lower():
+            raise TokenRejected(
+                f"the tenant {tenant.value} from {tenant.origin} is not the token's tenant {tid}",
+                "use a token issued by that tenant, or fix the tenant",
+            )

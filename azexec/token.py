@@ -1,0 +1,265 @@
+"""Check an access token: its format always, its JWT claims unless told not to.
+
+The signature is never verified: az and Azure do that. Only what can make a
+command fail later (expiry, tenant, audience) is read from the claims.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from azexec.errors import TokenRejected
+
+MAX_TOKEN_CHARS = 64 * 1024
+#: How far in the future ``nbf`` may lie, for clocks that disagree a little.
+CLOCK_SKEW_SECONDS = 300
+#: Below this much validity left, warn (unless --min-validity says otherwise).
+WARN_REMAINING_SECONDS = 300
+
+#: Azure Resource Manager in the public, US Government and China clouds.
+ARM_AUDIENCES = frozenset(
+    {
+        "https://management.azure.com",
+        "https://management.core.windows.net",
+        "https://management.usgovcloudapi.net",
+        "https://management.core.usgovcloudapi.net",
+        "https://management.chinacloudapi.cn",
+        "https://management.core.chinacloudapi.cn",
+        "797f4846-ba00-4fd7-ba43-dac1f8f63013",
+    }
+)
+
+_NO_VERIFY_HINT = "if the token is opaque by design, pass --no-verify to skip the JWT checks"
+
+
+@dataclass(frozen=True)
+class Claims:
+    """What azexec reads from a token's payload."""
+
+    expires_at: int
+    not_before: int | None
+    tenant: str | None
+    audiences: tuple[str, ...]
+    user: str | None
+    app: str | None
+    object_id: str | None
+    identity_type: str | None
+    roles: tuple[str, ...]
+    scopes: tuple[str, ...]
+    issuer: str | None
+
+
+def check_format(token: str, origin: str) -> None:
+    """Refuse what no HTTP header can carry safely; runs even with --no-verify."""
+    if not token:
+        raise TokenRejected(f"the access token from {origin} is empty", "get a fresh one")
+    if len(token) > MAX_TOKEN_CHARS:
+        raise TokenRejected(
+            f"the access token from {origin} is longer than 64 KiB ({len(token)} characters)",
+            "point the source at the token alone",
+        )
+    if token[:7].lower() == "bearer ":
+        raise TokenRejected(f"the access token from {origin} starts with 'Bearer '", "remove that prefix")
+    for index, char in enumerate(token):
+        if not "!" <= char <= "~":
+            # Whitespace here would become header injection in the child's requests.
+            kind = "whitespace or a control character" if char.isspace() or ord(char) < 32 else "a non-ASCII character"
+            raise TokenRejected(
+                f"the access token from {origin} contains {kind} (at character {index + 1} of {len(token)})",
+                "a token is printable ASCII without spaces: check how the source was written",
+            )
+
+
+def decode(token: str, origin: str, audiences: Iterable[str] = ()) -> Claims:
+    """Decode TOKEN without verifying its signature, checking exp (and aud when asked)."""
+    import jwt
+
+    wanted = _with_and_without_slash(audiences)
+    segments = token.count(".") + 1
+    if segments == 5:
+        raise TokenRejected(f"the access token from {origin} is encrypted (JWE) and cannot be read", _NO_VERIFY_HINT)
+    options: dict[str, Any] = {
+        # pyjwt turns every claim check off with the signature check unless asked.
+        "verify_signature": False,
+        "verify_exp": True,
+        "verify_aud": bool(wanted),
+        # nbf needs a skew allowance but exp must have none, and pyjwt has one
+        # leeway for both: nbf is checked in check_validity instead.
+        "verify_nbf": False,
+        "verify_iat": False,
+        "require": ["exp"],
+    }
+    try:
+        payload = jwt.decode(token, options=options, audience=wanted or None)  # type: ignore[arg-type]
+    except jwt.ExpiredSignatureError:
+        expired_at = _unverified_exp(token)
+        ago = time.time() - expired_at
+        raise TokenRejected(
+            f"the access token expired {describe_span(ago)} ago ({format_utc(expired_at)})", "get a fresh one"
+        ) from None
+    except jwt.MissingRequiredClaimError:
+        raise TokenRejected(
+            f"the access token from {origin} has no expiry (exp claim), so it is not an Azure access token",
+            _NO_VERIFY_HINT,
+        ) from None
+    except jwt.InvalidAudienceError:
+        found = ", ".join(_audiences(_unverified_payload(token))) or "none"
+        asked = ", ".join(dict.fromkeys(a for a in audiences))
+        raise TokenRejected(
+            f"the access token is for audience {found}, not {asked}",
+            f"request one with: az account get-access-token --resource {next(iter(audiences))}",
+        ) from None
+    except jwt.DecodeError:
+        raise TokenRejected(
+            f"the access token from {origin} is not a readable JWT (three base64url parts with JSON inside)",
+            _NO_VERIFY_HINT,
+        ) from None
+    except jwt.InvalidTokenError:
+        raise TokenRejected(f"the access token from {origin} has malformed claims", _NO_VERIFY_HINT) from None
+    return _claims(payload, origin)
+
+
+def check_validity(claims: Claims, min_validity: float | None, now: float | None = None) -> tuple[str, ...]:
+    """Fail when the token is not yet valid or expires too soon; return warnings."""
+    now = time.time() if now is None else now
+    if claims.not_before is not None and claims.not_before > now + CLOCK_SKEW_SECONDS:
+        raise TokenRejected(
+            f"the access token is not valid until {format_utc(claims.not_before)} "
+            f"(in {describe_span(claims.not_before - now)}, beyond the {CLOCK_SKEW_SECONDS // 60}-minute "
+            "clock-skew allowance)",
+            "check this machine's clock",
+        )
+    remaining = claims.expires_at - now
+    if remaining <= 0:
+        raise TokenRejected(
+            f"the access token expired {describe_span(-remaining)} ago ({format_utc(claims.expires_at)})",
+            "get a fresh one",
+        )
+    if min_validity is not None:
+        if remaining < min_validity:
+            raise TokenRejected(
+                f"the access token expires in {describe_span(remaining)} ({format_utc(claims.expires_at)}), "
+                f"less than --min-validity {describe_span(min_validity)}",
+                "get a fresh one",
+            )
+        return ()
+    if remaining < WARN_REMAINING_SECONDS:
+        return (
+            f"the access token expires in {describe_span(remaining)} ({format_utc(claims.expires_at)}); "
+            "long commands may fail part-way",
+        )
+    return ()
+
+
+def audience_warnings(claims: Claims, audiences: Iterable[str]) -> tuple[str, ...]:
+    """Warn when the audience is not ARM and no --audience said what to expect."""
+    if tuple(audiences) or not claims.audiences:
+        return ()
+    if any(_normal(a) in ARM_AUDIENCES for a in claims.audiences):
+        return ()
+    return (
+        f"the access token is for {', '.join(claims.audiences)}, not Azure Resource Manager, so most az "
+        "commands will fail; pass --audience to accept it quietly (or to make this an error)",
+    )
+
+
+def describe_span(seconds: float) -> str:
+    """Say a duration the way a person would: '12 minutes', '3 hours 5 minutes'."""
+    seconds = int(abs(seconds))
+    if seconds < 120:
+        return _plural(seconds, "second")
+    minutes = seconds // 60
+    if minutes < 120:
+        return _plural(minutes, "minute")
+    hours, minutes = divmod(minutes, 60)
+    if hours < 48:
+        return _plural(hours, "hour") + (f" {_plural(minutes, 'minute')}" if minutes else "")
+    days = hours // 24
+    if days < 730:
+        return _plural(days, "day")
+    return _plural(days // 365, "year")
+
+
+def format_utc(timestamp: float) -> str:
+    """Format an epoch time as '2026-11-25 12:00:03 UTC'."""
+    try:
+        return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(timestamp))
+    except (OverflowError, OSError, ValueError):
+        return f"epoch {timestamp:.0f}"
+
+
+def _plural(count: int, unit: str) -> str:
+    return f"{count} {unit}" if count == 1 else f"{count} {unit}s"
+
+
+def _normal(audience: str) -> str:
+    return audience.rstrip("/").lower()
+
+
+def _with_and_without_slash(audiences: Iterable[str]) -> list[str]:
+    """Accept https://management.azure.com and https://management.azure.com/ alike."""
+    result: dict[str, None] = {}
+    for audience in audiences:
+        bare = audience.rstrip("/")
+        result.update({audience: None, bare: None, bare + "/": None} if "://" in audience else {audience: None})
+    return list(result)
+
+
+def _unverified_payload(token: str) -> Mapping[str, Any]:
+    import jwt
+
+    payload: Mapping[str, Any] = jwt.decode(token, options={"verify_signature": False, "verify_exp": False})
+    return payload
+
+
+def _unverified_exp(token: str) -> int:
+    return int(_unverified_payload(token)["exp"])
+
+
+def _audiences(payload: Mapping[str, Any]) -> tuple[str, ...]:
+    aud = payload.get("aud")
+    if isinstance(aud, str):
+        return (aud,)
+    if isinstance(aud, list):
+        return tuple(a for a in aud if isinstance(a, str))
+    return ()
+
+
+def _text(payload: Mapping[str, Any], *names: str) -> str | None:
+    for name in names:
+        value = payload.get(name)
+        if isinstance(value, str) and value:
+            return value
+    return None
+
+
+def _number(payload: Mapping[str, Any], name: str, origin: str) -> int | None:
+    value = payload.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TokenRejected(f"the access token from {origin} has a non-numeric {name} claim", _NO_VERIFY_HINT)
+    return int(value)
+
+
+def _claims(payload: Mapping[str, Any], origin: str) -> Claims:
+    expires_at = _number(payload, "exp", origin)
+    assert expires_at is not None  # pyjwt required it
+    roles = payload.get("roles")
+    scopes = payload.get("scp")
+    return Claims(
+        expires_at=expires_at,
+        not_before=_number(payload, "nbf", origin),
+        tenant=_text(payload, "tid"),
+        audiences=_audiences(payload),
+        user=_text(payload, "upn", "unique_name", "preferred_username", "email"),
+        app=_text(payload, "appid", "azp"),
+        object_id=_text(payload, "oid"),
+        identity_type=_text(payload, "idtyp"),
+        roles=tuple(r for r in roles if isinstance(r, str)) if isinstance(roles, list) else (),
+        scopes=tuple(scopes.split()) if isinstance(scopes, str) else (),
+        issuer=_text(payload, "iss"),
+    )
