@@ -1,0 +1,180 @@
+"""Format and claim checks on the token itself."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from conftest import ARM, TENANT, make_token
+
+from azexec import token
+from azexec.errors import TokenRejected
+
+ORIGIN = "--token-file t"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("", "is empty"),
+        ("a" * (64 * 1024 + 1), "longer than 64 KiB"),
+        ("Bearer eyJabc.def.ghi", "starts with 'Bearer '"),
+        ("eyJabc.de f.ghi", "whitespace or a control character (at character 10 of 15)"),
+        ("eyJabc.def\n.ghi", "whitespace or a control character"),
+        ("eyJabc.def\r\nX-Evil: 1", "whitespace or a control character"),
+        ("eyJabc.def\x00.ghi", "whitespace or a control character"),
+        ("eyJabc.def\x7f.ghi", "non-ASCII character"),
+        ("\ufeffeyJabc.def.ghi", "non-ASCII character"),
+        ("eyJabc.d\u200bef.ghi", "non-ASCII character"),
+    ],
+)
+def test_check_format_refuses(text: str, message: str) -> None:
+    """Empty, oversized, prefixed, spaced, control or non-ASCII tokens are refused, naming only a position."""
+    with pytest.raises(TokenRejected, match="the access token from --token-file t") as info:
+        token.check_format(text, ORIGIN)
+    assert message in str(info.value)
+    assert "abc" not in str(info.value)
+
+
+def test_check_format_accepts_64_kib_of_printable_ascii() -> None:
+    """The limit is inclusive, and every printable ASCII character is allowed."""
+    token.check_format("a" * (64 * 1024), ORIGIN)
+    token.check_format("".join(chr(c) for c in range(0x21, 0x7F)), ORIGIN)
+
+
+def test_decode_reads_the_claims() -> None:
+    """Tenant, audience, identity, scopes and expiry come from the payload."""
+    tok = make_token(roles=["Reader", 3], appid="04b07795-8ddb-461a-bbee-02f9e1bf7b46", idtyp="user")
+    claims = token.decode(tok, ORIGIN)
+    assert claims.tenant == TENANT
+    assert claims.audiences == (ARM,)
+    assert claims.user == "alice@contoso.example"
+    assert claims.app == "04b07795-8ddb-461a-bbee-02f9e1bf7b46"
+    assert claims.roles == ("Reader",)
+    assert claims.scopes == ("user_impersonation",)
+    assert claims.identity_type == "user"
+    assert claims.expires_at > time.time() + 3500
+
+
+def test_decode_refuses_an_expired_token_saying_when() -> None:
+    """No leeway on exp: a token one second past is expired, and the message says how long ago."""
+    tok = make_token(lifetime=-12 * 60 - 3)
+    with pytest.raises(
+        TokenRejected, match=r"expired 12 minutes ago \(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC\); get a fresh one"
+    ):
+        token.decode(tok, ORIGIN)
+    with pytest.raises(TokenRejected, match="expired"):
+        token.decode(make_token(lifetime=-1), ORIGIN)
+
+
+@pytest.mark.parametrize(
+    ("tok", "message"),
+    [
+        (make_token(drop=("exp",)), "has no expiry"),
+        (make_token(exp="tomorrow"), "not a readable JWT"),
+        ("opaque-token-without-dots", "not a readable JWT"),
+        ("a.b.c", "not a readable JWT"),
+        ("eyJhbGciOiJub25lIn0.bm90IGpzb24.", "not a readable JWT"),
+        ("eyJhbGciOiJSU0EtT0FFUCJ9.a.b.c.d", r"encrypted \(JWE\)"),
+        (make_token(nbf="soon"), "non-numeric nbf"),
+    ],
+)
+def test_decode_refuses_what_is_not_an_azure_jwt(tok: str, message: str) -> None:
+    """Opaque, malformed or encrypted tokens are refused with a pointer to --no-verify."""
+    with pytest.raises(TokenRejected, match=message) as info:
+        token.decode(tok, ORIGIN)
+    assert "--no-verify" in str(info.value)
+
+
+def test_decode_with_audience_requires_a_match() -> None:
+    """--audience makes a mismatch an error; a trailing slash does not matter."""
+    graph = make_token(aud="https://graph.microsoft.com")
+    with pytest.raises(
+        TokenRejected, match="for audience https://graph.microsoft.com, not https://management.azure.com"
+    ):
+        token.decode(graph, ORIGIN, ["https://management.azure.com"])
+    assert token.decode(make_token(), ORIGIN, ["https://management.azure.com"]).audiences == (ARM,)
+    assert token.decode(graph, ORIGIN, ["https://graph.microsoft.com/"]).audiences == ("https://graph.microsoft.com",)
+
+
+def claims_with(**fields: object) -> token.Claims:
+    base = token.decode(make_token(), ORIGIN)
+    return token.Claims(**{**base.__dict__, **fields})  # type: ignore[arg-type]
+
+
+def test_check_validity_allows_documented_clock_skew_on_nbf() -> None:
+    """nbf up to five minutes ahead passes; further ahead fails naming the clock."""
+    now = float(int(time.time()))
+    assert token.check_validity(claims_with(not_before=int(now) + 290), None, now) == ()
+    with pytest.raises(TokenRejected, match=r"not valid until .* clock-skew allowance\); check this machine's clock"):
+        token.check_validity(claims_with(not_before=int(now) + 600), None, now)
+
+
+@pytest.mark.parametrize(
+    ("left", "min_validity", "outcome"),
+    [
+        (3600, None, "ok"),
+        (240, None, "warn"),
+        (-5, None, "expired"),
+        (240, 60.0, "ok"),
+        (240, 600.0, "short"),
+        (3600, 3600.0, "ok"),
+    ],
+)
+def test_check_validity_min_validity(left: int, min_validity: float | None, outcome: str) -> None:
+    """Default: fail only when expired, warn under 5 minutes; --min-validity fails when less remains."""
+    now = float(int(time.time()))
+    claims = claims_with(expires_at=int(now) + left)
+    if outcome in ("expired", "short"):
+        expected = "expired" if outcome == "expired" else "less than --min-validity 10 minutes"
+        with pytest.raises(TokenRejected, match=expected):
+            token.check_validity(claims, min_validity, now)
+        return
+    warnings = token.check_validity(claims, min_validity, now)
+    assert (len(warnings) == 1) == (outcome == "warn")
+    if warnings:
+        assert "expires in 4 minutes" in warnings[0]
+
+
+@pytest.mark.parametrize(
+    "aud",
+    [
+        "https://management.azure.com",
+        "https://management.azure.com/",
+        "https://management.core.windows.net/",
+        "https://management.usgovcloudapi.net/",
+        "https://management.core.usgovcloudapi.net/",
+        "https://management.chinacloudapi.cn",
+        "https://management.core.chinacloudapi.cn/",
+        "797f4846-ba00-4fd7-ba43-dac1f8f63013",
+    ],
+)
+def test_arm_audiences_do_not_warn(aud: str) -> None:
+    """Every ARM audience, with or without the slash, in every cloud, is accepted quietly."""
+    assert token.audience_warnings(claims_with(audiences=(aud,)), ()) == ()
+
+
+def test_other_audiences_warn_unless_audience_given() -> None:
+    """A Graph token warns by default; naming --audience silences it."""
+    claims = claims_with(audiences=("https://graph.microsoft.com",))
+    (warning,) = token.audience_warnings(claims, ())
+    assert "not Azure Resource Manager" in warning
+    assert token.audience_warnings(claims, ("https://graph.microsoft.com",)) == ()
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [
+        (1, "1 second"),
+        (59, "59 seconds"),
+        (150, "2 minutes"),
+        (720, "12 minutes"),
+        (3 * 3600 + 300, "3 hours 5 minutes"),
+        (7200, "2 hours"),
+        (5 * 86400, "5 days"),
+        (3 * 365 * 86400, "3 years"),
+    ],
+)
+def test_describe_span(seconds: int, text: str) -> None:
+    """Durations read the way a person says them."""
+    assert token.describe_span(seconds) == text
