@@ -7,7 +7,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -116,7 +116,7 @@ def explain(result: subprocess.CompletedProcess[str]) -> str:
 
 
 @pytest.fixture
-def private_file(tmp_path: Path) -> Iterator[Callable[[str], Path]]:
+def private_file(tmp_path: Path) -> Callable[..., Path]:
     """Return a writer of mode-600 files, as a careful user keeps a token."""
 
     def write(text: str, name: str = "token") -> Path:
@@ -125,4 +125,4 @@ def private_file(tmp_path: Path) -> Iterator[Callable[[str], Path]]:
         path.chmod(0o600)
         return path
 
-    yield write
+    return write

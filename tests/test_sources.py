@@ -191,7 +191,7 @@ def test_from_env_file_warns_only_when_it_holds_the_token(private_file: Callable
 
 def test_from_env_file_missing_is_an_error(tmp_path: Path) -> None:
     """python-dotenv would read a missing file as empty; azexec says so instead."""
-    with pytest.raises(TokenSourceError, match="--env-file .*: no such file"):
+    with pytest.raises(TokenSourceError, match=r"--env-file .*: no such file"):
         sources.from_env_file(str(tmp_path / "nope.env"))
 
 
