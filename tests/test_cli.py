@@ -1,0 +1,235 @@
+"""The command line: option handling, messages, dry-run, and every source end to end."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from conftest import OTHER_TENANT, SUBSCRIPTION, TENANT, base_env, explain, make_token, run
+
+from azexec.cli import cli
+
+PRINT_TENANT = [sys.executable, "-c", "import os; print(os.environ['AZURE_CLI_TENANT_ID'])"]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--json", "--token-env", "T", "--", "true"], "--json goes with --dry-run"),
+        (["--token-env", "T"], "no COMMAND given"),
+        (["--token-env", "T", "--subscription", "prod", "--", "true"], "'prod' is not a subscription ID (a GUID)"),
+        (["--token-env", "T", "--tenant", "not a tenant", "--", "true"], "neither a tenant GUID nor a domain"),
+        (["--token-env", "T", "--min-validity", "ten", "--", "true"], "'ten' is not a duration"),
+        (["--token-env", "T", "--token-cmd-timeout", "0", "--", "true"], "--token-cmd-timeout"),
+        (["--token-fiel", "x", "--", "true"], "No such option '--token-fiel'"),
+        (["--", "true"], "no access token source"),
+        (["--token-env", "T", "--token-stdin", "--", "true"], "both --token-stdin and --token-env"),
+    ],
+)
+def test_usage_errors_exit_2(runner: CliRunner, args: list[str], message: str) -> None:
+    """Contradictory or malformed options are usage errors (exit 2) that name the problem."""
+    result = runner.invoke(cli, args, env={"T": make_token()})
+    assert result.exit_code == 2, result.output
+    assert message in result.output
+
+
+@pytest.mark.parametrize(("text", "seconds"), [("90s", 90), ("10m", 600), ("1h", 3600), ("1h30m", 5400), ("45", 45)])
+def test_min_validity_durations(runner: CliRunner, text: str, seconds: int) -> None:
+    """Durations parse; a token valid for 50 minutes passes or fails accordingly."""
+    result = runner.invoke(
+        cli,
+        ["--token-env", "T", "--min-validity", text, "--dry-run", "--", "true"],
+        env={"T": make_token(lifetime=3000)},
+    )
+    assert result.exit_code == (0 if seconds < 3000 else 125), result.output
+
+
+def test_help_documents_exit_codes_and_signature_policy(runner: CliRunner) -> None:
+    """--help says the signature is not verified and lists the exit codes."""
+    result = runner.invoke(cli, ["--help"])
+    assert result.exit_code == 0
+    text = " ".join(result.output.split())
+    assert "without verifying its signature" in text
+    for code in ("125", "126", "127", "2 usage error"):
+        assert code in text
+
+
+def test_version(runner: CliRunner) -> None:
+    """--version prints the installed version."""
+    result = runner.invoke(cli, ["--version"], prog_name="azexec")
+    assert result.exit_code == 0
+    assert result.output.startswith("azexec 0.")
+
+
+def test_expired_token_fails_in_one_line_without_running(tmp_path: Path, private_file: Callable[..., Path]) -> None:
+    """An expired token stops azexec with 125 and one line; COMMAND never runs."""
+    tok = make_token(lifetime=-3 * 3600 - 300)
+    path = private_file(tok)
+    marker = tmp_path / "ran"
+    result = run("--token-file", str(path), "--", "touch", str(marker))
+    assert result.returncode == 125, explain(result)
+    assert result.stderr.startswith("azexec: the access token expired 3 hours 5 minutes ago (")
+    assert result.stderr.endswith("UTC); get a fresh one\n")
+    assert len(result.stderr.splitlines()) == 1
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        make_token()[:-20] + " " + "x" * 19,
+        make_token() + "\n" + make_token(),
+        "Bearer " + make_token(),
+        make_token(aud="https://graph.microsoft.com")[:40],
+    ],
+)
+def test_rejected_tokens_are_never_echoed(private_file: Callable[..., Path], bad: str) -> None:
+    """Whatever is wrong with a token, no part of its payload or signature is printed."""
+    path = private_file(bad)
+    for extra in ([], ["--no-verify"], ["--dry-run"], ["--dry-run", "--json"]):
+        result = run("--token-file", str(path), *extra, "--", "true")
+        assert result.returncode in (0, 125), explain(result)
+        assert "Traceback" not in result.stderr
+        for part in bad.replace("\n", ".").replace(" ", ".").split(".")[1:]:
+            if len(part) > 8:
+                assert part not in result.stdout + result.stderr
+
+
+def test_good_token_from_private_file_runs_silently(private_file: Callable[..., Path]) -> None:
+    """No output of azexec's own when all is well."""
+    result = run("--token-file", str(private_file(make_token())), "--", "true")
+    assert (result.returncode, result.stdout, result.stderr) == (0, "", "")
+
+
+def test_warnings_go_to_stderr_and_quiet_silences_them(private_file: Callable[..., Path]) -> None:
+    """A short-lived token warns on stderr; -q silences the warning, not the run."""
+    path = private_file(make_token(lifetime=100))
+    result = run("--token-file", str(path), "--", *PRINT_TENANT)
+    assert result.stdout == f"{TENANT}\n"
+    assert result.stderr.startswith("azexec: warning: the access token expires in ")
+    quiet = run("-q", "--token-file", str(path), "--", *PRINT_TENANT)
+    assert (quiet.stdout, quiet.stderr) == (f"{TENANT}\n", "")
+
+
+def test_token_stdin_from_a_pipe() -> None:
+    """--token-stdin reads a pipe to EOF, JSON included."""
+    doc = json.dumps({"accessToken": make_token(), "subscription": SUBSCRIPTION, "tenant": TENANT}, indent=2)
+    code = "import os; print(os.environ['AZURE_CLI_SUBSCRIPTION_ID'])"
+    result = run("--token-stdin", "--", sys.executable, "-c", code, input=doc)
+    assert result.stdout == f"{SUBSCRIPTION}\n", explain(result)
+    result = run("--token-file", "-", "--", sys.executable, "-c", code, input=doc)
+    assert result.stdout == f"{SUBSCRIPTION}\n", explain(result)
+
+
+def test_token_stdin_empty_is_an_error() -> None:
+    """Nothing on stdin is a clear 125."""
+    result = run("--token-stdin", "--", "true", input="")
+    assert result.returncode == 125
+    assert result.stderr == "azexec: --token-stdin is empty; it should hold the access token\n"
+
+
+def test_token_file_with_process_substitution(private_file: Callable[..., Path]) -> None:
+    """bash's <(…) hands a /dev/fd pipe; it works and is not warned about."""
+    path = private_file(make_token())
+    path.chmod(0o644)  # the pipe is what azexec opens, not this file
+    script = f'"{sys.executable}" -m azexec --token-file <(cat {path}) -- printenv AZURE_CLI_TENANT_ID'
+    result = subprocess.run(
+        ["bash", "-c", script], capture_output=True, text=True, env=base_env(), timeout=30, check=False
+    )
+    assert (result.returncode, result.stdout, result.stderr) == (0, f"{TENANT}\n", "")
+
+
+def test_token_cmd_end_to_end(private_file: Callable[..., Path]) -> None:
+    """--token-cmd's stdout is the token; its stderr reaches the user; COMMAND's stdin is left alone."""
+    path = private_file(make_token())
+    cmd = f"sh -c 'echo unlocking vault >&2; cat; cat {path}'"
+    result = run("--token-cmd", cmd, "--", "sh", "-c", "cat; printenv AZURE_CLI_TENANT_ID", input="for COMMAND\n")
+    assert result.returncode == 0, explain(result)
+    assert result.stdout == f"for COMMAND\n{TENANT}\n"
+    assert result.stderr == "unlocking vault\n"
+
+
+def test_token_cmd_failure_is_125_and_not_echoed() -> None:
+    """A failing command's stdout, which may hold a secret, is never echoed."""
+    tok = make_token()
+    result = run("--token-cmd", "sh -c 'cat; exit 4'", "--", "true", input=tok)
+    # its stdin is empty, so this proves nothing leaks even if it had printed: see the next call
+    assert result.returncode == 125
+    result = run("--token-cmd", f"sh -c 'printf %s {tok[:30]}; printf %s {tok[30:]}; exit 4'", "--", "true")
+    assert result.returncode == 125, explain(result)
+    assert result.stderr == "azexec: --token-cmd failed: sh exited with status 4; see its messages above\n"
+
+
+def test_token_env_end_to_end() -> None:
+    """--token-env takes a CI secret and keeps it from the child."""
+    result = run(
+        "--token-env", "CI_SECRET", "--", "sh", "-c", 'echo "${CI_SECRET:-gone}"', env=base_env(CI_SECRET=make_token())
+    )
+    assert result.stdout == "gone\n", explain(result)
+
+
+def test_env_file_end_to_end_and_the_shipped_example() -> None:
+    """The shipped .env.example runs the quick start, and its values reach the child."""
+    example = Path(__file__).resolve().parent.parent / ".env.example"
+    result = run("-q", "--env-file", str(example), "--", "printenv", "AZURE_CLI_SUBSCRIPTION_ID", "AZURE_CLI_TENANT_ID")
+    assert result.returncode == 0, explain(result)
+    subscription, tenant = result.stdout.split()
+    assert subscription.startswith("00000000-")
+    assert tenant.startswith("00000000-")
+
+
+def test_tenant_mismatch_is_125_naming_both(private_file: Callable[..., Path]) -> None:
+    """A tenant that is not the token's stops azexec before az fails obscurely."""
+    result = run("--token-file", str(private_file(make_token())), "--tenant", OTHER_TENANT, "--", "true")
+    assert result.returncode == 125
+    assert OTHER_TENANT in result.stderr
+    assert TENANT in result.stderr
+
+
+def test_dry_run_text_report(private_file: Callable[..., Path], tmp_path: Path) -> None:
+    """--dry-run runs nothing and reports command, sources, redacted token and identity."""
+    tok = make_token(roles=["Contributor"])
+    path = private_file(tok)
+    marker = tmp_path / "ran"
+    result = run("--dry-run", "--token-file", str(path), "--subscription", SUBSCRIPTION, "--", "touch", str(marker))
+    assert result.returncode == 0, explain(result)
+    assert not marker.exists()
+    out = result.stdout
+    assert f"would run: touch {marker}" in out
+    assert f"found at: {shutil.which('touch')}" in out
+    assert f"AZURE_CLI_ACCESS_TOKEN=<redacted: {len(tok)} chars, sha256 " in out
+    assert f"from --token-file {path}" in out
+    assert f"AZURE_CLI_SUBSCRIPTION_ID={SUBSCRIPTION}  from --subscription" in out
+    assert f"AZURE_CLI_TENANT_ID={TENANT}  from the token's tid claim" in out
+    assert "alice@contoso.example" in out
+    assert "Contributor" in out
+    assert "(59 minutes left)" in out or "(1 hour left)" in out
+    assert tok[:7] not in out
+
+
+def test_dry_run_json_report(private_file: Callable[..., Path]) -> None:
+    """--dry-run --json prints the same report as JSON, token redacted."""
+    tok = make_token()
+    result = run("--dry-run", "--json", "--token-file", str(private_file(tok)), "--", "az", "group", "list")
+    assert result.returncode == 0, explain(result)
+    report = json.loads(result.stdout)
+    assert report["command"] == ["az", "group", "list"]
+    assert report["variables"]["AZURE_CLI_SUBSCRIPTION_ID"] is None
+    assert report["variables"]["AZURE_CLI_TENANT_ID"] == {"value": TENANT, "source": "the token's tid claim"}
+    assert report["variables"]["AZURE_CLI_ACCESS_TOKEN"]["value"].startswith(f"<redacted: {len(tok)} chars")
+    assert report["token"]["tenant"] == TENANT
+    assert 3500 < report["token"]["seconds_left"] <= 3600
+    assert tok[:7] not in result.stdout
+
+
+def test_dry_run_reports_errors_with_their_code(private_file: Callable[..., Path]) -> None:
+    """--dry-run exits with the code of the error it finds."""
+    result = run("--dry-run", "--token-file", str(private_file(make_token(lifetime=-5))), "--", "true")
+    assert result.returncode == 125
+    assert result.stdout == ""

@@ -1,0 +1,127 @@
+"""Handing over to COMMAND: its environment, its pid, its exit status."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from conftest import AZEXEC, SUBSCRIPTION, TENANT, base_env, explain, make_token, run
+
+from azexec.launch import child_environment
+
+PRINT_ENV = (
+    "import json, os; print(json.dumps({k: v for k, v in os.environ.items() "
+    "if k.startswith(('AZURE_CLI_', 'CI_', 'KEEP'))}))"
+)
+
+
+def test_child_environment_sets_removes_and_keeps() -> None:
+    """Set values replace, None values and removed names disappear, the rest is inherited."""
+    parent = {"PATH": "/bin", "AZURE_CLI_SUBSCRIPTION_ID": "stale", "CI_TOKEN": "secret"}
+    env = child_environment(
+        parent, {"AZURE_CLI_ACCESS_TOKEN": "tok", "AZURE_CLI_SUBSCRIPTION_ID": None}, removed=["CI_TOKEN"]
+    )
+    assert env == {"PATH": "/bin", "AZURE_CLI_ACCESS_TOKEN": "tok"}
+    assert parent["AZURE_CLI_SUBSCRIPTION_ID"] == "stale"
+
+
+def test_exec_replaces_azexec_with_command(token: str) -> None:
+    """On POSIX COMMAND runs in azexec's own process: the pid the caller started."""
+    proc = subprocess.Popen(
+        [AZEXEC, "--token-env", "CI_TOKEN", "--", sys.executable, "-c", "import os; print(os.getpid())"],
+        env=base_env(CI_TOKEN=token),
+        stdout=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+    )
+    out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 0
+    assert int(out) == proc.pid
+
+
+def test_child_sees_the_variables_and_not_stale_ones(private_file: Callable[..., Path]) -> None:
+    """The three variables are set; a stale parent subscription and the --token-env variable are removed."""
+    tok = make_token()
+    env = base_env(CI_TOKEN=tok, AZURE_CLI_SUBSCRIPTION_ID="stale", AZURE_CLI_TENANT_ID="stale", KEEP="1")
+    result = run("--token-env", "CI_TOKEN", "--", sys.executable, "-c", PRINT_ENV, env=env)
+    assert result.returncode == 0, explain(result)
+    assert __import__("json").loads(result.stdout) == {
+        "AZURE_CLI_ACCESS_TOKEN": tok,
+        "AZURE_CLI_TENANT_ID": TENANT,
+        "KEEP": "1",
+    }
+
+
+def test_child_gets_subscription_from_option(token: str) -> None:
+    """--subscription reaches the child."""
+    code = "import os; print(os.environ['AZURE_CLI_SUBSCRIPTION_ID'])"
+    result = run(
+        "--token-env", "T", "--subscription", SUBSCRIPTION, "--", sys.executable, "-c", code, env=base_env(T=token)
+    )
+    assert result.stdout.strip() == SUBSCRIPTION, explain(result)
+
+
+@pytest.mark.parametrize("status", [0, 1, 42, 255])
+def test_command_exit_status_is_azexecs(token: str, status: int) -> None:
+    """COMMAND's status comes back unchanged."""
+    result = run("--token-env", "T", "--", "sh", "-c", f"exit {status}", env=base_env(T=token))
+    assert result.returncode == status, explain(result)
+    assert result.stderr == ""
+
+
+def test_command_killed_by_signal_is_seen_by_the_caller(token: str) -> None:
+    """Exec leaves no parent in between: the caller sees death by the signal itself."""
+    result = run("--token-env", "T", "--", "sh", "-c", "kill -KILL $$", env=base_env(T=token))
+    assert result.returncode == -9, explain(result)
+
+
+def test_command_not_found_is_127(token: str) -> None:
+    """A missing COMMAND exits 127 with one line naming it."""
+    result = run("--token-env", "T", "--", "azexec-no-such-command", env=base_env(T=token))
+    assert result.returncode == 127, explain(result)
+    assert (
+        result.stderr
+        == "azexec: azexec-no-such-command: command not found; install it, or check PATH and the spelling\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("content", "mode"),
+    [("#!/bin/sh\necho hi\n", 0o644), ("\x7fELF garbage", 0o755), (None, 0o755)],
+    ids=["not-executable", "exec-format-error", "directory"],
+)
+def test_command_not_executable_is_126(token: str, tmp_path: Path, content: str | None, mode: int) -> None:
+    """Found but not executable (no x bit, bad format, a directory) exits 126."""
+    target = tmp_path / "cmd"
+    if content is None:
+        target.mkdir()
+    else:
+        target.write_text(content)
+    target.chmod(mode)
+    result = run("--token-env", "T", "--", str(target), env=base_env(T=token))
+    assert result.returncode == 126, explain(result)
+    assert result.stderr.startswith(f"azexec: {target}: ")
+    assert len(result.stderr.splitlines()) == 1
+
+
+def test_command_arguments_pass_through_untouched(token: str) -> None:
+    """Options after COMMAND, even azexec's own names and a second --, are COMMAND's."""
+    code = "import sys; print(sys.argv[1:])"
+    args = ["--version", "--token-file", "x", "--", "-q", "--dry-run"]
+    result = run("--token-env", "T", "--", sys.executable, "-c", code, *args, env=base_env(T=token))
+    assert result.stdout.strip() == repr(args), explain(result)
+    result = run("--token-env", "T", sys.executable, "-c", code, *args, env=base_env(T=token))
+    assert result.stdout.strip() == repr(args), explain(result)
+
+
+def test_command_on_path_of_the_child(token: str, tmp_path: Path) -> None:
+    """COMMAND is looked up on PATH, as env(1) does."""
+    script = tmp_path / "mytool"
+    script.write_text('#!/bin/sh\necho "tool:$AZURE_CLI_TENANT_ID"\n')
+    script.chmod(0o755)
+    env = base_env(T=token, PATH=f"{tmp_path}:{base_env()['PATH']}")
+    result = run("--token-env", "T", "mytool", env=env)
+    assert result.stdout == f"tool:{TENANT}\n", explain(result)
