@@ -1,0 +1,36 @@
+"""The README's promises: its quick start works and CI runs its test command."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+
+from conftest import AZEXEC, base_env
+
+ROOT = Path(__file__).resolve().parent.parent
+README = (ROOT / "README.md").read_text()
+
+
+def quick_start() -> list[str]:
+    """Return the two indented commands of the Quick start section."""
+    section = README.split("## Quick start", 1)[1].split("\n## ", 1)[0]
+    return re.findall(r"^    (python3 .+)$", section, flags=re.MULTILINE)
+
+
+def test_ci_runs_the_readme_test_command() -> None:
+    """.ci/run contains the README's test command verbatim, as its own line."""
+    _, test_command = quick_start()
+    assert test_command in (ROOT / ".ci" / "run").read_text().splitlines()
+
+
+def test_quick_start_main_job_runs_on_the_demo_token() -> None:
+    """The quick start's azexec invocation succeeds on the shipped .env.example."""
+    install_and_run, _ = quick_start()
+    invocation = install_and_run.rsplit(" && ", 1)[1]
+    assert invocation.startswith(".venv/bin/azexec ")
+    args = invocation.split()[1:]
+    result = subprocess.run([AZEXEC, *args], cwd=ROOT, env=base_env(), capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr
+    assert "would run: az group list" in result.stdout
+    assert "<redacted:" in result.stdout
