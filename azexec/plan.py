@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from azexec import ids, sources, token
 from azexec.errors import TokenRejected, TokenSourceError, UsageError
@@ -11,8 +11,7 @@ from azexec.sources import Credential, Sourced
 from azexec.token import Claims
 
 
-@dataclass(frozen=True)
-class Request:
+class Request(NamedTuple):
     """What the user asked for, as parsed from the command line."""
 
     token_stdin: bool = False
@@ -28,8 +27,7 @@ class Request:
     verify: bool = True
 
 
-@dataclass(frozen=True)
-class Plan:
+class Plan(NamedTuple):
     """The checked values for the child, each with its origin."""
 
     token: Sourced

@@ -9,7 +9,7 @@ import os
 import stat
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from azexec.errors import TokenSourceError
 
@@ -27,16 +27,14 @@ _KEYS_HINT = (
 )
 
 
-@dataclass(frozen=True)
-class Sourced:
+class Sourced(NamedTuple):
     """A value and where it came from, e.g. ``--env-file .env``."""
 
     value: str
     origin: str
 
 
-@dataclass(frozen=True)
-class Credential:
+class Credential(NamedTuple):
     """What one source supplied; any field may be missing."""
 
     origin: str
@@ -63,7 +61,8 @@ def from_file(path: str) -> Credential:
         return from_stdin("--token-file -")
     origin = f"--token-file {path}"
     data, warnings = _read_path(path, origin)
-    return _with_warnings(parse(_decode(data, origin), origin), warnings)
+    credential = parse(_decode(data, origin), origin)
+    return credential._replace(warnings=credential.warnings + warnings)
 
 
 def from_env(name: str, environ: Mapping[str, str]) -> Credential:
@@ -142,18 +141,6 @@ def parse(text: str, origin: str) -> Credential:
     if token is None:
         raise TokenSourceError(f'{origin}: "{key}" is empty', "get a fresh token")
     return Credential(origin=origin, token=token, subscription=field("subscription"), tenant=field("tenant"))
-
-
-def _with_warnings(credential: Credential, warnings: tuple[str, ...]) -> Credential:
-    if not warnings:
-        return credential
-    return Credential(
-        origin=credential.origin,
-        token=credential.token,
-        subscription=credential.subscription,
-        tenant=credential.tenant,
-        warnings=credential.warnings + warnings,
-    )
 
 
 def _read_path(path: str, origin: str) -> tuple[bytes, tuple[str, ...]]:

@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from azexec.errors import TokenRejected
 
@@ -35,8 +34,7 @@ ARM_AUDIENCES = frozenset(
 _NO_VERIFY_HINT = "if the token is opaque by design, pass --no-verify to skip the JWT checks"
 
 
-@dataclass(frozen=True)
-class Claims:
+class Claims(NamedTuple):
     """What azexec reads from a token's payload."""
 
     expires_at: int
