@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -48,7 +51,7 @@ def test_child_sees_the_variables_and_not_stale_ones(private_file: Callable[...,
     env = base_env(CI_TOKEN=tok, AZURE_CLI_SUBSCRIPTION_ID="stale", AZURE_CLI_TENANT_ID="stale", KEEP="1")
     result = run("--token-env", "CI_TOKEN", "--", sys.executable, "-c", PRINT_ENV, env=env)
     assert result.returncode == 0, explain(result)
-    assert __import__("json").loads(result.stdout) == {
+    assert json.loads(result.stdout) == {
         "AZURE_CLI_ACCESS_TOKEN": tok,
         "AZURE_CLI_TENANT_ID": TENANT,
         "KEEP": "1",
@@ -125,3 +128,20 @@ def test_command_on_path_of_the_child(token: str, tmp_path: Path) -> None:
     env = base_env(T=token, PATH=f"{tmp_path}:{base_env()['PATH']}")
     result = run("--token-env", "T", "mytool", env=env)
     assert result.stdout == f"tool:{TENANT}\n", explain(result)
+
+
+def test_exec_mode_holds_nothing_while_command_runs(token: str) -> None:
+    """While COMMAND runs, no Python interpreter is left in memory: the process is COMMAND alone."""
+    proc = subprocess.Popen(
+        [AZEXEC, "--token-env", "T", "--", "sleep", "30"], env=base_env(T=token), stdin=subprocess.DEVNULL
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while Path(f"/proc/{proc.pid}/cmdline").read_bytes() != b"sleep\x0030\x00":
+            assert time.monotonic() < deadline
+        maps = Path(f"/proc/{proc.pid}/maps").read_text()
+        assert "python" not in maps.lower()
+        assert Path(f"/proc/{proc.pid}/exe").resolve() == Path(shutil.which("sleep") or "").resolve()
+    finally:
+        proc.kill()
+        proc.wait()

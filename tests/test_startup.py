@@ -1,0 +1,71 @@
+"""Start-up guard: each path imports only what it needs (no timing is asserted here).
+
+The design floor (bench/floor.py) does only what azexec cannot avoid; azexec may
+import its own modules on top of it, and nothing else.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from conftest import base_env, make_token
+
+FLOOR = Path(__file__).resolve().parent.parent / "bench" / "floor.py"
+AZEXEC_MAIN = "from azexec.cli import main; main()"
+#: Imported on top of the floor, and why.
+ALLOWED_EXTRA = {
+    "encodings.utf_8_sig",  # decoding sources: a BOM from a Windows editor is dropped
+}
+
+
+def imported(*argv: str) -> set[str]:
+    """Run python -X importtime ARGV and return the modules it imported."""
+    result = subprocess.run(
+        [sys.executable, "-X", "importtime", *argv],
+        capture_output=True,
+        text=True,
+        env=base_env(),
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    return {
+        line.rsplit("|", 1)[1].strip() for line in result.stderr.splitlines() if line.startswith("import time:")
+    } - {"package"}
+
+
+@pytest.fixture
+def token_file(private_file: Callable[..., Path]) -> str:
+    return str(private_file(make_token()))
+
+
+def test_token_file_path_imports_nothing_beyond_the_floor(token_file: str) -> None:
+    """`azexec -q --token-file t -- true` imports the floor's modules plus azexec's own, no more."""
+    floor = imported(str(FLOOR), "-q", "--token-file", token_file, "--", "true")
+    azexec = imported("-c", AZEXEC_MAIN, "-q", "--token-file", token_file, "--", "true")
+    extra = {m for m in azexec - floor if m != "azexec" and not m.startswith("azexec.")}
+    assert extra <= ALLOWED_EXTRA, f"imported beyond the design floor: {sorted(extra - ALLOWED_EXTRA)}"
+    lazy = {"azexec.tokencmd", "azexec.report", "dotenv", "subprocess", "getpass", "shlex"}
+    assert not azexec & lazy
+
+
+def test_env_file_path_adds_only_python_dotenv(private_file: Callable[..., Path]) -> None:
+    """--env-file pays for python-dotenv, and not for the command machinery."""
+    env_file = str(private_file(f"AZURE_CLI_ACCESS_TOKEN={make_token()}\n", name="a.env"))
+    floor = imported(str(FLOOR), "-q", "--env-file", env_file, "--", "true")
+    azexec = imported("-c", AZEXEC_MAIN, "-q", "--env-file", env_file, "--", "true")
+    extra = {m for m in azexec - floor if m != "azexec" and not m.startswith("azexec.")}
+    assert extra <= ALLOWED_EXTRA | {"io"}, sorted(extra)
+    assert "dotenv" in azexec
+    assert not azexec & {"azexec.tokencmd", "subprocess"}
+
+
+def test_token_cmd_path_adds_subprocess_not_dotenv(token_file: str) -> None:
+    """--token-cmd pays for subprocess, and not for python-dotenv."""
+    azexec = imported("-c", AZEXEC_MAIN, "-q", "--token-cmd", f"cat {token_file}", "--", "true")
+    assert {"subprocess", "azexec.tokencmd"} <= azexec
+    assert "dotenv" not in azexec
