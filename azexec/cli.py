@@ -114,6 +114,17 @@ class Identifier(_TextType):
     metavar="AUD",
     help="Require this audience (repeatable); default: warn unless it is Azure Resource Manager.",
 )
+@click.option(
+    "--no-exec",
+    is_flag=True,
+    help="Stay as COMMAND's parent (forwarding signals, passing on its exit status) and watch the token's expiry.",
+)
+@click.option(
+    "--mask",
+    is_flag=True,
+    help="Replace the token with *** in COMMAND's stdout and stderr (implies --no-exec; COMMAND sees pipes, "
+    "not a terminal).",
+)
 @click.option("--no-verify", is_flag=True, help="Skip the JWT checks, for opaque tokens; format checks still run.")
 @click.option(
     "--dry-run", is_flag=True, help="Check everything and report what would run, token redacted; run nothing."
@@ -133,6 +144,8 @@ def cli(
     tenant: str | None,
     min_validity: float | None,
     audiences: tuple[str, ...],
+    no_exec: bool,
+    mask: bool,
     no_verify: bool,
     dry_run: bool,
     as_json: bool,
@@ -195,6 +208,17 @@ def cli(
             render = report.as_json if as_json else report.as_text
             click.echo(render(checked, argv, executable))
             return
+        if no_exec or mask or os.name != "posix":
+            from azexec import supervise
+
+            supervise.run(
+                argv,
+                env,
+                secret=checked.token.value if mask else None,
+                expires_at=checked.claims.expires_at if checked.claims else None,
+                warn=(lambda message: None) if quiet else lambda message: _echo_err(f"warning: {message}"),
+                report=_echo_err,
+            )
         launch.launch(argv, env)
     except UsageError as e:
         raise click.UsageError(str(e)) from None
@@ -204,6 +228,10 @@ def cli(
     except KeyboardInterrupt:
         click.echo("", err=True)
         sys.exit(130)
+
+
+def _echo_err(message: str) -> None:
+    click.echo(f"azexec: {message}", err=True)
 
 
 def main() -> None:

@@ -42,36 +42,35 @@ def which(command: str, env: Mapping[str, str]) -> str | None:
     return shutil.which(command, path=env.get("PATH", os.defpath))
 
 
+#: Signals Python ignores for itself; an exec'd program would inherit the SIG_IGN.
+PYTHON_IGNORED = ("SIGPIPE", "SIGXFSZ")
+
+
 def launch(argv: Sequence[str], env: Mapping[str, str]) -> NoReturn:
-    """Replace this process with ARGV (POSIX), or run it and exit with its status (Windows)."""
+    """Replace this process with ARGV, as env(1) does (POSIX only)."""
+    import signal
+
     # os.exec* discards Python's buffers: flush what azexec printed first.
     sys.stdout.flush()
     sys.stderr.flush()
-    if os.name == "nt":  # pragma: no cover - Windows has no real exec (python-dotenv #566)
-        _spawn_and_exit(argv, env)
+    # Otherwise `azexec … -- yes | head -1` would leave yes writing into EPIPE forever.
+    for name in PYTHON_IGNORED:
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), signal.SIG_DFL)
     try:
         os.execvpe(argv[0], list(argv), dict(env))
-    except FileNotFoundError:
-        raise CommandNotFound(f"{argv[0]}: command not found", "install it, or check PATH and the spelling") from None
-    except NotADirectoryError:
-        raise CommandNotFound(f"{argv[0]}: command not found", "check the path") from None
-    except PermissionError:
-        raise CommandNotExecutable(f"{argv[0]}: permission denied", "make it executable (chmod +x)") from None
     except OSError as e:
-        if e.errno == errno.ENOEXEC:
-            raise CommandNotExecutable(
-                f"{argv[0]}: cannot execute (exec format error)", "add a #! line or run it with its interpreter"
-            ) from None
-        raise LaunchError(f"{argv[0]}: cannot execute: {e.strerror}") from None
+        raise exec_error(argv[0], e) from None
 
 
-def _spawn_and_exit(argv: Sequence[str], env: Mapping[str, str]) -> NoReturn:  # pragma: no cover - Windows
-    import subprocess
-
-    try:
-        completed = subprocess.run(list(argv), env=dict(env), check=False)
-    except FileNotFoundError:
-        raise CommandNotFound(f"{argv[0]}: command not found", "install it, or check PATH and the spelling") from None
-    except PermissionError:
-        raise CommandNotExecutable(f"{argv[0]}: permission denied", "check its permissions") from None
-    sys.exit(completed.returncode)
+def exec_error(command: str, error: OSError) -> LaunchError:
+    """Translate a failed exec (or spawn) of COMMAND into env(1)'s 127 or 126."""
+    if isinstance(error, (FileNotFoundError, NotADirectoryError)):
+        return CommandNotFound(f"{command}: command not found", "install it, or check PATH and the spelling")
+    if isinstance(error, PermissionError):
+        return CommandNotExecutable(f"{command}: permission denied", "make it executable (chmod +x)")
+    if error.errno == errno.ENOEXEC:
+        return CommandNotExecutable(
+            f"{command}: cannot execute (exec format error)", "add a #! line or run it with its interpreter"
+        )
+    return LaunchError(f"{command}: cannot execute: {error.strerror}")

@@ -2,82 +2,10 @@
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
-import os
-import select
-import subprocess
-import termios
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
-import pytest
-from conftest import AZEXEC, TENANT, base_env, make_token
-
-
-class Terminal:
-    """azexec running on a pty that is its controlling terminal, as in an interactive shell."""
-
-    def __init__(self, args: list[str], env: dict[str, str]) -> None:
-        self.master, slave = os.openpty()
-
-        def take_terminal() -> None:
-            os.setsid()
-            fcntl.ioctl(0, termios.TIOCSCTTY, 0)
-
-        self.proc = subprocess.Popen(
-            [AZEXEC, *args], stdin=slave, stdout=slave, stderr=slave, env=env, preexec_fn=take_terminal
-        )
-        os.close(slave)
-        self.output = b""
-
-    def expect(self, text: str, timeout: float = 20) -> None:
-        """Read until TEXT has appeared."""
-        deadline = time.monotonic() + timeout
-        while text.encode() not in self.output:
-            remaining = deadline - time.monotonic()
-            assert remaining > 0, f"{text!r} never appeared in {self.output!r}"
-            if select.select([self.master], [], [], remaining)[0]:
-                try:
-                    self.output += os.read(self.master, 4096)
-                except OSError:  # the pty closes when the last process on it exits
-                    break
-        assert text.encode() in self.output, self.output
-
-    def send(self, text: str) -> None:
-        os.write(self.master, text.encode())
-
-    def finish(self) -> int:
-        """Drain the output and return the exit status."""
-        status = self.proc.wait(timeout=20)
-        while select.select([self.master], [], [], 0.2)[0]:
-            try:
-                chunk = os.read(self.master, 4096)
-            except OSError:
-                break
-            if not chunk:
-                break
-            self.output += chunk
-        return status
-
-
-@pytest.fixture
-def terminal() -> Iterator[Callable[[list[str], dict[str, str]], Terminal]]:
-    """Start azexec on a terminal; whatever a test leaves running is killed afterwards."""
-    started: list[Terminal] = []
-
-    def start(args: list[str], env: dict[str, str]) -> Terminal:
-        started.append(Terminal(args, env))
-        return started[-1]
-
-    yield start
-    for term in started:
-        if term.proc.poll() is None:
-            term.proc.kill()
-            term.proc.wait()
-        with contextlib.suppress(OSError):
-            os.close(term.master)
+from conftest import TENANT, Terminal, base_env, make_token
 
 
 def test_no_command_at_a_terminal_starts_the_shell(
