@@ -26,6 +26,10 @@ FORWARDED = ("SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2", "SIGWINCH", "
 #: si_code of a signal the kernel raised itself, such as a terminal's Ctrl-C to the foreground group.
 SI_KERNEL = 0x80
 WARN_BEFORE_SECONDS = 300
+#: After COMMAND exits, how long --mask waits for the pipes to drain. Only a
+#: process COMMAND left behind (a background job) keeps them open longer, and
+#: azexec must not hang on it: exec would have returned already.
+DRAIN_SECONDS = 1.0
 
 Say = Callable[[str], None]
 Event = tuple[float, str]
@@ -103,8 +107,7 @@ def _run_posix(
             # Sent to azexec alone (kill, a supervisor): COMMAND has not had it.
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, info.si_signo)
-    for pump in pumps:
-        pump.join()
+    _drain(pumps)
     return os.waitstatus_to_exitcode(status)
 
 
@@ -126,8 +129,7 @@ def _run_windows(  # pragma: no cover - Windows
             break
         except subprocess.TimeoutExpired:
             warn(events.pop(0)[1])
-    for pump in pumps:
-        pump.join()
+    _drain(pumps)
     return code
 
 
@@ -137,6 +139,12 @@ def _start_pumps(streams: list[tuple[int, int]], secret: bytes | None) -> list[t
     from azexec.mask import start_pump
 
     return [start_pump(source, target, secret) for source, target in streams]
+
+
+def _drain(pumps: list[threading.Thread]) -> None:
+    deadline = time.monotonic() + DRAIN_SECONDS
+    for pump in pumps:
+        pump.join(max(0.0, deadline - time.monotonic()))
 
 
 def _expiry_events(expires_at: float | None, now: float) -> list[Event]:
@@ -157,7 +165,8 @@ def _die_of(number: int) -> NoReturn:
 
     # Dying of SIGQUIT or SIGABRT must not leave a core file of azexec behind.
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    signal.signal(number, signal.SIG_DFL)
+    with contextlib.suppress(OSError):  # SIGKILL and SIGSTOP cannot be set, and need not be
+        signal.signal(number, signal.SIG_DFL)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {number})
     os.kill(os.getpid(), number)
     os._exit(128 + number)  # not reached for a signal whose default action terminates

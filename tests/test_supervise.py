@@ -1,0 +1,240 @@
+"""Resident mode (--no-exec, --mask): signals, exit status, masking and the expiry watch, for real."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from conftest import AZEXEC, Terminal, alive, base_env, explain, make_token, run
+
+#: A child that records the signals it gets, and exits with a code when it gets the last one named.
+TRAPPER = """
+import signal, sys, time
+log = open(sys.argv[1], "a", buffering=1)
+names, last, code = sys.argv[2].split(","), sys.argv[2].split(",")[-1], int(sys.argv[3])
+def handler(number, frame):
+    name = signal.Signals(number).name
+    log.write(name + "\\n")
+    if name == last:
+        time.sleep(1)  # a handler that takes its time: azexec must wait for it
+        log.write("exiting\\n")
+        sys.exit(code)
+for name in names:
+    signal.signal(getattr(signal, name), handler)
+log.write("ready\\n")
+while True:
+    signal.pause()
+"""
+
+
+def wait_for(path: Path, text: str, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while text not in (path.read_text() if path.exists() else ""):
+        assert time.monotonic() < deadline, f"{text!r} never appeared in {path}"
+        time.sleep(0.02)
+
+
+@pytest.fixture
+def trapper(tmp_path: Path) -> Path:
+    script = tmp_path / "trapper.py"
+    script.write_text(TRAPPER)
+    return script
+
+
+def test_signals_sent_to_azexec_reach_command_once(tmp_path: Path, trapper: Path, token: str) -> None:
+    """HUP, USR1, USR2, QUIT, WINCH, INT, then TERM: each forwarded once; COMMAND's exit code comes back."""
+    log = tmp_path / "log"
+    names = ["SIGHUP", "SIGUSR1", "SIGUSR2", "SIGQUIT", "SIGWINCH", "SIGINT", "SIGTERM"]
+    proc = subprocess.Popen(
+        [AZEXEC, "--no-exec", "--token-env", "T", "--", sys.executable, str(trapper), str(log), ",".join(names), "42"],
+        env=base_env(T=token),
+        stdin=subprocess.DEVNULL,
+    )
+    try:
+        wait_for(log, "ready")
+        for name in names:
+            proc.send_signal(getattr(signal, name))
+            wait_for(log, name)
+        # The child's TERM handler sleeps before exiting: azexec must still be there, waiting.
+        assert proc.poll() is None
+        assert proc.wait(timeout=20) == 42
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert log.read_text().split() == ["ready", *names, "exiting"]
+
+
+@pytest.mark.parametrize("status", [0, 1, 42, 255])
+def test_exit_status_is_passed_on_unchanged(token: str, status: int) -> None:
+    """COMMAND's status is azexec's, never flattened."""
+    result = run("--no-exec", "--token-env", "T", "--", "sh", "-c", f"exit {status}", env=base_env(T=token))
+    assert result.returncode == status, explain(result)
+
+
+@pytest.mark.parametrize("name", ["SIGKILL", "SIGTERM", "SIGQUIT"])
+def test_death_by_signal_is_re_raised(token: str, tmp_path: Path, name: str) -> None:
+    """COMMAND killed by signal N: azexec dies of N too, as exec would show, and leaves no core file."""
+    result = run(
+        "--no-exec", "--token-env", "T", "--", "sh", "-c", f"kill -{name[3:]} $$", env=base_env(T=token), cwd=tmp_path
+    )
+    assert result.returncode == -getattr(signal, name), explain(result)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_resident_not_found_and_not_executable(token: str, tmp_path: Path) -> None:
+    """127 and 126 as in exec mode."""
+    assert run("--no-exec", "--token-env", "T", "--", "azexec-no-such", env=base_env(T=token)).returncode == 127
+    script = tmp_path / "script"
+    script.write_text("#!/bin/sh\n")
+    assert run("--no-exec", "--token-env", "T", "--", str(script), env=base_env(T=token)).returncode == 126
+
+
+def test_resident_command_gets_the_environment_and_default_sigpipe(token: str) -> None:
+    """The child's environment is as in exec mode, and SIGPIPE is not inherited ignored."""
+    result = run(
+        "--no-exec",
+        "--token-env",
+        "T",
+        "--",
+        "sh",
+        "-c",
+        'test -z "$T" && printenv AZURE_CLI_ACCESS_TOKEN',
+        env=base_env(T=token),
+    )
+    assert result.stdout == token + "\n", explain(result)
+    script = f'"{AZEXEC}" --no-exec --token-env T -- yes | head -1; echo "status ${{PIPESTATUS[0]}}"'
+    piped = subprocess.run(
+        ["bash", "-c", script], capture_output=True, text=True, env=base_env(T=token), timeout=30, check=False
+    )
+    assert piped.stdout == "y\nstatus 141\n", piped.stderr
+
+
+def test_ctrl_c_at_a_terminal_reaches_command_once(
+    terminal: Callable[..., Terminal], tmp_path: Path, trapper: Path
+) -> None:
+    """A terminal's Ctrl-C goes to the whole foreground group; azexec must not deliver it a second time."""
+    log = tmp_path / "log"
+    term = terminal(
+        ["--no-exec", "--token-env", "T", "--", sys.executable, str(trapper), str(log), "SIGUSR1,SIGINT", "130"],
+        base_env(T=make_token()),
+    )
+    wait_for(log, "ready")
+    term.send("\x03")
+    assert term.finish() == 130
+    assert log.read_text().split() == ["ready", "SIGINT", "exiting"]
+
+
+MASK_CHILD = """
+import os, sys, time
+token = os.environ["AZURE_CLI_ACCESS_TOKEN"]
+print("whole:", token, flush=True)
+print("on stderr:", token, file=sys.stderr, flush=True)
+half = len(token) // 2
+sys.stdout.write("split:" + token[:half]); sys.stdout.flush(); time.sleep(0.3)
+sys.stdout.write(token[half:] + ":end\\n"); sys.stdout.flush()
+"""
+
+
+def test_mask_replaces_the_token_on_stdout_and_stderr(token: str) -> None:
+    """Whole, split across two writes, on stdout and on stderr: every occurrence becomes ***."""
+    result = run("--mask", "--token-env", "T", "--", sys.executable, "-c", MASK_CHILD, env=base_env(T=token))
+    assert result.returncode == 0, explain(result)
+    assert result.stdout == "whole: ***\nsplit:***:end\n"
+    assert result.stderr == "on stderr: ***\n"
+
+
+def test_mask_passes_lines_on_promptly(token: str) -> None:
+    """A line COMMAND prints appears while COMMAND still runs, not at its exit."""
+    code = "import time; print('first line', flush=True); time.sleep(30)"
+    proc = subprocess.Popen(
+        [AZEXEC, "--mask", "--token-env", "T", "--", sys.executable, "-c", code],
+        env=base_env(T=token),
+        stdout=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+    )
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline() == b"first line\n"
+        assert proc.poll() is None
+    finally:
+        proc.kill()
+        proc.wait()
+        assert proc.stdout is not None
+        proc.stdout.close()
+
+
+def test_mask_keeps_the_exit_status_and_forwards_signals(token: str) -> None:
+    """--mask is resident mode: TERM is forwarded and the death re-raised."""
+    proc = subprocess.Popen(
+        [AZEXEC, "--mask", "--token-env", "T", "--", "sh", "-c", "echo ready; sleep 30"],
+        env=base_env(T=token),
+        stdout=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+    )
+    assert proc.stdout is not None
+    assert proc.stdout.readline() == b"ready\n"
+    proc.terminate()
+    assert proc.wait(timeout=20) == -signal.SIGTERM
+    assert proc.stdout.read() == b""
+    proc.stdout.close()
+
+
+def test_expiry_watch_warns_and_diagnoses(token_factory: Callable[..., str]) -> None:
+    """A token expiring mid-run is announced, and a later failure is blamed on it."""
+    command = ["--no-exec", "--token-env", "T", "--", "sh", "-c", "sleep 5; exit 3"]
+    result = run(*command, env=base_env(T=token_factory(lifetime=3)))
+    assert result.returncode == 3
+    start_check, watch, diagnosis = result.stderr.splitlines()
+    assert start_check.startswith("azexec: warning: the access token expires in")  # under 5 minutes at start
+    assert watch.startswith("azexec: warning: the access token expired (")
+    assert watch.endswith(" UTC) while COMMAND is running")
+    assert re.fullmatch(
+        r"azexec: the access token expired [23] seconds into the run; "
+        r"COMMAND's failure may be an authentication error",
+        diagnosis,
+    )
+
+
+def test_quiet_silences_the_watch_not_the_diagnosis(token_factory: Callable[..., str]) -> None:
+    """-q drops the warnings; the diagnosis of a failure stays."""
+    command = ["-q", "--no-exec", "--token-env", "T", "--", "sh", "-c", "sleep 5; exit 3"]
+    result = run(*command, env=base_env(T=token_factory(lifetime=3)))
+    assert result.returncode == 3
+    (line,) = result.stderr.splitlines()
+    assert "into the run; COMMAND's failure may be an authentication error" in line
+
+
+def test_mask_does_not_wait_for_what_command_left_behind(token: str, tmp_path: Path) -> None:
+    """A background job holding the pipes open cannot keep azexec alive after COMMAND exits."""
+    pidfile = tmp_path / "pid"
+    started = time.monotonic()
+    script = f"echo done; sleep 60 & echo $! > {pidfile}"
+    result = run("--mask", "--token-env", "T", "--", "sh", "-c", script, env=base_env(T=token))
+    os.kill(int(pidfile.read_text()), signal.SIGKILL)
+    assert (result.returncode, result.stdout) == (0, "done\n")
+    assert time.monotonic() - started < 30
+
+
+def test_expiry_watch_five_minute_warning(token_factory: Callable[..., str]) -> None:
+    """Five minutes before expiry, while COMMAND runs, one warning; a success needs no diagnosis."""
+    result = run("--no-exec", "--token-env", "T", "--", "sleep", "3", env=base_env(T=token_factory(lifetime=302)))
+    assert result.returncode == 0, explain(result)
+    (line,) = result.stderr.splitlines()
+    assert line.startswith("azexec: warning: the access token expires in 5 minutes (")
+    assert line.endswith(") and COMMAND is still running")
+
+
+def test_resident_mode_leaves_nothing_running(token: str, tmp_path: Path) -> None:
+    """When azexec is gone, so is COMMAND."""
+    pidfile = tmp_path / "pid"
+    result = run("--no-exec", "--token-env", "T", "--", "sh", "-c", f"echo $$ > {pidfile}", env=base_env(T=token))
+    assert result.returncode == 0
+    assert not alive(int(pidfile.read_text()))
