@@ -21,7 +21,8 @@ _DURATION = re.compile(r"(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?")
 
 EXIT_CODES = """\b
 Exit status, like env(1):
-  COMMAND's own   on POSIX azexec becomes COMMAND (exec)
+  COMMAND's own   azexec becomes COMMAND (exec), or passes its status on
+                  (--no-exec, --mask; death by signal N is re-raised)
   125             azexec could not obtain or accept the token
   126             COMMAND was found but cannot be executed
   127             COMMAND was not found

@@ -58,6 +58,7 @@ def test_help_documents_exit_codes_and_signature_policy(runner: CliRunner) -> No
     assert "without verifying its signature" in text
     for code in ("125", "126", "127", "2 usage error"):
         assert code in text
+    assert "COMMAND sees pipes, not a terminal" in text
 
 
 def test_version(runner: CliRunner) -> None:

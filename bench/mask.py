@@ -1,0 +1,73 @@
+"""Throughput of --mask: pass 200 MiB of log-like text through it, against plain cat.
+
+Usage: python3 bench/mask.py [--mib N] [--azexec PATH]
+
+Standard library and hyperfine only; the ratio is what matters on a shared machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--mib", type=int, default=200)
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--azexec", default=str(Path(sys.executable).with_name("azexec")))
+    args = parser.parse_args()
+    hyperfine = shutil.which("hyperfine") or sys.exit("bench: install hyperfine (apt-get install hyperfine)")
+
+    work = Path(tempfile.mkdtemp(prefix="azexec-mask-"))
+    header = base64.urlsafe_b64encode(b'{"alg":"HS256","typ":"JWT"}').rstrip(b"=")
+    claims = b'{"aud":"https://management.azure.com/","exp":4102444800}'
+    token = header + b"." + base64.urlsafe_b64encode(claims).rstrip(b"=") + b".c2lnbmF0dXJl"
+    (work / "t").write_bytes(token)
+    (work / "t").chmod(0o600)
+    # Log-like lines, with the token in one line of a thousand, some of them cut by a write boundary.
+    line = b"2026-11-25T12:00:00Z DEBUG msrest.http_logger: Response headers: 'x-ms-request-id': 'abc'\n"
+    block = line * 999 + b"Authorization: Bearer " + token + b"\n"
+    big = work / "big.log"
+    with big.open("wb") as f:
+        for _ in range(args.mib * (1 << 20) // len(block) + 1):
+            f.write(block)
+    size = big.stat().st_size / (1 << 20)
+
+    export = work / "result.json"
+    commands = [f"cat {big}", f"{args.azexec} -q --mask --token-file {work / 't'} -- cat {big}"]
+    subprocess.run(
+        [
+            hyperfine,
+            "-N",
+            "--output=pipe",
+            "-w",
+            "1",
+            "-r",
+            str(args.runs),
+            "--style",
+            "none",
+            "--export-json",
+            str(export),
+            *commands,
+        ],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+    cat, masked = (r["median"] for r in json.loads(export.read_text())["results"])
+    print(
+        f"{size:.0f} MiB, {os.cpu_count()} cores: cat {cat:.2f} s, azexec --mask {masked:.2f} s "
+        f"({size / masked:.0f} MiB/s), ratio {masked / cat:.1f}x"
+    )
+    shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
