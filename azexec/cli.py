@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import sys
@@ -16,6 +17,9 @@ if TYPE_CHECKING:  # click 8.5 made ParamType generic; older releases cannot sub
     _TextType = click.ParamType[str, object]
 else:
     _FloatType = _TextType = click.ParamType
+
+#: Every option shows its AZEXEC_* variable in --help.
+option = functools.partial(click.option, show_envvar=True)
 
 _DURATION = re.compile(r"(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?")
 
@@ -72,15 +76,15 @@ class Identifier(_TextType):
         # Everything from COMMAND on is COMMAND's, options included.
         "allow_interspersed_args": False,
         "max_content_width": 100,
+        # Every option has a default in the environment: AZEXEC_TOKEN_CMD, AZEXEC_ENV_FILE, …
+        "auto_envvar_prefix": "AZEXEC",
     },
     epilog=EXIT_CODES,
 )
-@click.option("--token-stdin", is_flag=True, help="Read the token from stdin (prompting without echo at a terminal).")
-@click.option("--token-file", metavar="PATH", help="Read the token from PATH; - is stdin. Works with <(…).")
-@click.option(
-    "--token-cmd", metavar="CMD", help="Run CMD (split like a shell, no shell) and read the token from its stdout."
-)
-@click.option(
+@option("--token-stdin", is_flag=True, help="Read the token from stdin (prompting without echo at a terminal).")
+@option("--token-file", metavar="PATH", help="Read the token from PATH; - is stdin. Works with <(…).")
+@option("--token-cmd", metavar="CMD", help="Run CMD (split like a shell, no shell) and read the token from its stdout.")
+@option(
     "--token-cmd-timeout",
     type=click.FloatRange(min=0, min_open=True),
     default=60.0,
@@ -88,50 +92,48 @@ class Identifier(_TextType):
     metavar="SECONDS",
     help="Kill --token-cmd and all it started after this long.",
 )
-@click.option("--token-env", metavar="NAME", help="Take the token from variable NAME; COMMAND does not inherit NAME.")
-@click.option(
+@option("--token-env", metavar="NAME", help="Take the token from variable NAME; COMMAND does not inherit NAME.")
+@option(
     "--env-file",
     "env_files",
+    envvar="AZEXEC_ENV_FILE",
     multiple=True,
     metavar="PATH",
     help="Take AZURE_CLI_* values from a .env file (repeatable; a later file wins).",
 )
-@click.option(
-    "--subscription", type=Identifier("guid", tenant=False), metavar="ID", help="Subscription ID for COMMAND."
-)
-@click.option(
+@option("--subscription", type=Identifier("guid", tenant=False), metavar="ID", help="Subscription ID for COMMAND.")
+@option(
     "--tenant", type=Identifier("tenant", tenant=True), metavar="ID", help="Tenant ID or domain (default: the token's)."
 )
-@click.option(
+@option(
     "--min-validity",
     type=Duration(),
     metavar="DURATION",
     help="Fail unless the token is valid this much longer (90s, 10m, 1h).",
 )
-@click.option(
+@option(
     "--audience",
     "audiences",
+    envvar="AZEXEC_AUDIENCE",
     multiple=True,
     metavar="AUD",
     help="Require this audience (repeatable); default: warn unless it is Azure Resource Manager.",
 )
-@click.option(
+@option(
     "--no-exec",
     is_flag=True,
     help="Stay as COMMAND's parent (forwarding signals, passing on its exit status) and watch the token's expiry.",
 )
-@click.option(
+@option(
     "--mask",
     is_flag=True,
     help="Replace the token with *** in COMMAND's stdout and stderr (implies --no-exec; COMMAND sees pipes, "
     "not a terminal).",
 )
-@click.option("--no-verify", is_flag=True, help="Skip the JWT checks, for opaque tokens; format checks still run.")
-@click.option(
-    "--dry-run", is_flag=True, help="Check everything and report what would run, token redacted; run nothing."
-)
-@click.option("--json", "as_json", is_flag=True, help="With --dry-run, print the report as JSON.")
-@click.option("-q", "--quiet", is_flag=True, help="Do not print warnings.")
+@option("--no-verify", is_flag=True, help="Skip the JWT checks, for opaque tokens; format checks still run.")
+@option("--dry-run", is_flag=True, help="Check everything and report what would run, token redacted; run nothing.")
+@option("--json", "as_json", envvar="AZEXEC_JSON", is_flag=True, help="With --dry-run, print the report as JSON.")
+@option("-q", "--quiet", is_flag=True, help="Do not print warnings.")
 @click.version_option(package_name="azexec", message="%(prog)s %(version)s")
 @click.argument("command", nargs=-1, type=click.UNPROCESSED, metavar="[--] COMMAND [ARG]...")
 def cli(

@@ -1,0 +1,76 @@
+"""Every option has a default in an AZEXEC_* variable (click's auto_envvar_prefix)."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+from click.testing import CliRunner
+from conftest import SUBSCRIPTION, TENANT, base_env, explain, make_token, run
+
+from azexec.cli import cli
+
+
+def test_help_names_a_variable_for_every_option(runner: CliRunner) -> None:
+    """--help shows the AZEXEC_* variable beside each option (but --help and --version)."""
+    output = runner.invoke(cli, ["--help"]).output
+    text = " ".join(output.split())
+    names = [
+        n for n in re.findall(r"^\s+(?:-\w, )?--([a-z-]+)", output, flags=re.MULTILINE) if n not in ("help", "version")
+    ]
+    assert len(names) == 16
+    for name in names:
+        variable = {"env-file": "AZEXEC_ENV_FILE", "audience": "AZEXEC_AUDIENCE"}.get(
+            name, "AZEXEC_" + name.upper().replace("-", "_")
+        )
+        assert f"env var: {variable}" in text, name
+
+
+def test_sources_and_ids_from_the_environment(private_file: Callable[..., Path]) -> None:
+    """AZEXEC_TOKEN_CMD, AZEXEC_ENV_FILE (several, space-separated) and AZEXEC_SUBSCRIPTION work as options."""
+    path = private_file(make_token())
+    ids_a = private_file(f"AZURE_CLI_TENANT_ID={TENANT.upper()}\n", name="a.env")
+    ids_b = private_file(f"AZURE_CLI_TENANT_ID={TENANT}\n", name="b.env")
+    env = base_env(AZEXEC_TOKEN_CMD=f"cat {path}", AZEXEC_ENV_FILE=f"{ids_a} {ids_b}", AZEXEC_SUBSCRIPTION=SUBSCRIPTION)
+    result = run("--", "printenv", "AZURE_CLI_SUBSCRIPTION_ID", "AZURE_CLI_TENANT_ID", env=env)
+    assert result.stdout.split() == [SUBSCRIPTION, TENANT], explain(result)
+
+
+def test_flags_and_checks_from_the_environment(private_file: Callable[..., Path]) -> None:
+    """AZEXEC_DRY_RUN, AZEXEC_JSON, AZEXEC_QUIET and AZEXEC_MIN_VALIDITY behave like their options."""
+    path = private_file(make_token(lifetime=3000))
+    env = base_env(AZEXEC_TOKEN_FILE=str(path), AZEXEC_DRY_RUN="1", AZEXEC_JSON="true", AZEXEC_QUIET="1")
+    result = run("--", "az", "group", "list", env=env)
+    assert json.loads(result.stdout)["command"] == ["az", "group", "list"], explain(result)
+    assert result.stderr == ""
+    strict = run("--", "true", env=base_env(AZEXEC_TOKEN_FILE=str(path), AZEXEC_MIN_VALIDITY="1h"))
+    assert strict.returncode == 125
+    assert "less than --min-validity" in strict.stderr
+
+
+def test_command_line_beats_the_environment(private_file: Callable[..., Path]) -> None:
+    """An option given on the command line wins over its variable."""
+    env = base_env(AZEXEC_TOKEN_ENV="T", T=make_token(), AZEXEC_SUBSCRIPTION="00000000-0000-4000-8000-00000000beef")
+    result = run("--subscription", SUBSCRIPTION, "--", "printenv", "AZURE_CLI_SUBSCRIPTION_ID", env=env)
+    assert result.stdout == f"{SUBSCRIPTION}\n", explain(result)
+
+
+def test_a_variable_and_an_option_naming_two_sources_conflict(private_file: Callable[..., Path]) -> None:
+    """AZEXEC_TOKEN_FILE plus --token-cmd is two sources: a usage error naming both."""
+    path = private_file(make_token())
+    result = run("--token-cmd", f"cat {path}", "--", "true", env=base_env(AZEXEC_TOKEN_FILE=str(path)))
+    assert result.returncode == 2
+    assert "both --token-file and --token-cmd" in result.stderr
+
+
+def test_configuration_variables_never_carry_the_token(private_file: Callable[..., Path]) -> None:
+    """With every source configured through AZEXEC_*, COMMAND sees no AZEXEC_* value holding the token."""
+    tok = make_token()
+    path = private_file(tok)
+    env = base_env(AZEXEC_TOKEN_CMD=f"cat {path}", AZEXEC_QUIET="1", AZEXEC_NO_EXEC="1")
+    result = run("--", "sh", "-c", "env | grep ^AZEXEC_ || true", env=env)
+    assert result.returncode == 0, explain(result)
+    assert "AZEXEC_TOKEN_CMD" in result.stdout
+    assert tok not in result.stdout
