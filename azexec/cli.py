@@ -18,6 +18,9 @@ if TYPE_CHECKING:  # click 8.5 made ParamType generic; older releases cannot sub
 else:
     _FloatType = _TextType = click.ParamType
 
+#: Completes file names; checks nothing, so that azexec's own errors (exit 125) say what is wrong.
+_PATH = click.Path(readable=False)
+
 #: Every option shows its AZEXEC_* variable in --help.
 option = functools.partial(click.option, show_envvar=True)
 
@@ -82,7 +85,12 @@ class Identifier(_TextType):
     epilog=EXIT_CODES,
 )
 @option("--token-stdin", is_flag=True, help="Read the token from stdin (prompting without echo at a terminal).")
-@option("--token-file", metavar="PATH", help="Read the token from PATH; - is stdin. Works with <(…).")
+@option(
+    "--token-file",
+    type=_PATH,
+    metavar="PATH",
+    help="Read the token from PATH; - is stdin. Works with <(…).",
+)
 @option("--token-cmd", metavar="CMD", help="Run CMD (split like a shell, no shell) and read the token from its stdout.")
 @option(
     "--token-cmd-timeout",
@@ -97,6 +105,7 @@ class Identifier(_TextType):
     "--env-file",
     "env_files",
     envvar="AZEXEC_ENV_FILE",
+    type=_PATH,
     multiple=True,
     metavar="PATH",
     help="Take AZURE_CLI_* values from a .env file (repeatable; a later file wins).",

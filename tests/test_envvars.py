@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -29,11 +30,13 @@ def test_help_names_a_variable_for_every_option(runner: CliRunner) -> None:
 
 
 def test_sources_and_ids_from_the_environment(private_file: Callable[..., Path]) -> None:
-    """AZEXEC_TOKEN_CMD, AZEXEC_ENV_FILE (several, space-separated) and AZEXEC_SUBSCRIPTION work as options."""
+    """AZEXEC_TOKEN_CMD, AZEXEC_ENV_FILE (several, separated like PATH) and AZEXEC_SUBSCRIPTION work as options."""
     path = private_file(make_token())
     ids_a = private_file(f"AZURE_CLI_TENANT_ID={TENANT.upper()}\n", name="a.env")
     ids_b = private_file(f"AZURE_CLI_TENANT_ID={TENANT}\n", name="b.env")
-    env = base_env(AZEXEC_TOKEN_CMD=f"cat {path}", AZEXEC_ENV_FILE=f"{ids_a} {ids_b}", AZEXEC_SUBSCRIPTION=SUBSCRIPTION)
+    env = base_env(
+        AZEXEC_TOKEN_CMD=f"cat {path}", AZEXEC_ENV_FILE=f"{ids_a}{os.pathsep}{ids_b}", AZEXEC_SUBSCRIPTION=SUBSCRIPTION
+    )
     result = run("--", "printenv", "AZURE_CLI_SUBSCRIPTION_ID", "AZURE_CLI_TENANT_ID", env=env)
     assert result.stdout.split() == [SUBSCRIPTION, TENANT], explain(result)
 
