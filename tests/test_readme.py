@@ -15,7 +15,7 @@ README = (ROOT / "README.md").read_text()
 def quick_start() -> list[str]:
     """Return the two indented commands of the Quick start section."""
     section = README.split("## Quick start", 1)[1].split("\n## ", 1)[0]
-    return re.findall(r"^    (python3 .+)$", section, flags=re.MULTILINE)
+    return re.findall(r"^    ((?:python3|scripts/).+)$", section, flags=re.MULTILINE)
 
 
 def test_ci_runs_the_readme_test_command() -> None:
