@@ -187,12 +187,11 @@ def cli(
     if as_json and not dry_run:
         raise click.UsageError("--json goes with --dry-run")
     argv = list(command)
-    if not argv and not dry_run:
+    shell = not argv and not dry_run
+    if shell:
         if not sys.stdin.isatty():
             raise click.UsageError("no COMMAND given (a shell starts only when stdin is a terminal)")
         argv = launch.default_shell(os.environ)
-        if not quiet:
-            click.echo(f"azexec: starting {argv[0]} with the token set; exit the shell to drop it", err=True)
 
     request = plan.Request(
         token_stdin=token_stdin,
@@ -209,9 +208,11 @@ def cli(
     )
     try:
         checked = plan.prepare(request, os.environ)
-        if not quiet:
-            for warning in checked.warnings:
-                click.echo(f"azexec: warning: {warning}", err=True)
+        warn = _ignore if quiet else _warn
+        for warning in checked.warnings:
+            warn(warning)
+        if shell and not quiet:
+            _echo_err(f"starting {argv[0]} with the token set; exit the shell to drop it")
         env = launch.child_environment(os.environ, checked.variables(), checked.removed)
         if dry_run:
             from azexec import report
@@ -228,21 +229,30 @@ def cli(
                 env,
                 secret=checked.token.value if mask else None,
                 expires_at=checked.claims.expires_at if checked.claims else None,
-                warn=(lambda message: None) if quiet else lambda message: _echo_err(f"warning: {message}"),
+                warn=warn,
                 report=_echo_err,
             )
         launch.launch(argv, env)
     except UsageError as e:
         raise click.UsageError(str(e)) from None
     except AzexecError as e:
-        click.echo(f"azexec: {e}", err=True)
+        _echo_err(str(e))
         sys.exit(e.exit_code)
     except KeyboardInterrupt:
         click.echo("", err=True)
         sys.exit(130)
 
 
+def _warn(message: str) -> None:
+    _echo_err(f"warning: {message}")
+
+
+def _ignore(message: str) -> None:
+    """Drop a warning (-q)."""
+
+
 def _echo_err(message: str) -> None:
+    """Print one line of azexec's own on stderr."""
     click.echo(f"azexec: {message}", err=True)
 
 

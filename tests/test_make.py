@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from conftest import AZEXEC, TENANT, base_env, make_token
+from conftest import AZEXEC, TENANT, base_env, make_token, run
 
 JOBS = 48
 
@@ -76,15 +76,7 @@ def test_wrapping_a_whole_make_run_gets_the_token_once(tmp_path: Path) -> None:
     work, token = setup(tmp_path)
     count = tmp_path / "count"
     token_cmd = f"sh -c 'echo run >> {count}; cat {token}'"
-    result = subprocess.run(
-        [AZEXEC, "--token-cmd", token_cmd, "--", "make", "-j8", "deploy"],
-        cwd=work,
-        env=base_env(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    result = run("--token-cmd", token_cmd, "--", "make", "-j8", "deploy", cwd=work, timeout=300)
     assert result.returncode == 0, result.stderr
     assert len(result.stdout.splitlines()) == JOBS
     assert count.read_text() == "run\n"

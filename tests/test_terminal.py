@@ -53,3 +53,17 @@ def test_ctrl_c_at_a_token_cmd_prompt_stops_azexec(terminal: Callable[..., Termi
     term.expect("azexec: --token-cmd failed: sh was killed by SIGINT")
     assert term.finish() == 125
     assert b"Traceback" not in term.output
+
+
+def test_no_command_with_a_bad_token_starts_no_shell(
+    terminal: Callable[..., Terminal], tmp_path: Path, private_file: Callable[..., Path]
+) -> None:
+    """The shell is announced only once the token passed its checks."""
+    shell = tmp_path / "fake-shell"
+    shell.write_text("#!/bin/sh\necho 'in shell'\n")
+    shell.chmod(0o755)
+    term = terminal(["--token-file", str(private_file(make_token(lifetime=-60)))], base_env(SHELL=str(shell)))
+    term.expect("get a fresh one")
+    assert term.finish() == 125
+    assert b"starting" not in term.output
+    assert b"in shell" not in term.output
