@@ -23,7 +23,7 @@ def as_dict(plan: Plan, argv: Sequence[str], executable: str | None, now: float 
     """Return the report as plain data; the token appears only as its fingerprint."""
     now = time.time() if now is None else now
 
-    def variable(name: str, value: sources.Sourced | None, secret: bool = False) -> dict[str, Any] | None:
+    def variable(value: sources.Sourced | None, secret: bool = False) -> dict[str, Any] | None:
         if value is None:
             return None
         return {"value": fingerprint(value.value) if secret else value.value, "source": value.origin}
@@ -32,9 +32,9 @@ def as_dict(plan: Plan, argv: Sequence[str], executable: str | None, now: float 
         "command": list(argv),
         "executable": executable,
         "variables": {
-            sources.TOKEN_VAR: variable(sources.TOKEN_VAR, plan.token, secret=True),
-            sources.SUBSCRIPTION_VAR: variable(sources.SUBSCRIPTION_VAR, plan.subscription),
-            sources.TENANT_VAR: variable(sources.TENANT_VAR, plan.tenant),
+            sources.TOKEN_VAR: variable(plan.token, secret=True),
+            sources.SUBSCRIPTION_VAR: variable(plan.subscription),
+            sources.TENANT_VAR: variable(plan.tenant),
         },
         "removed": list(plan.removed),
         "token": _claims(plan.claims, now) if plan.claims else None,

@@ -81,27 +81,6 @@ def test_expired_token_fails_in_one_line_without_running(tmp_path: Path, private
     assert not marker.exists()
 
 
-@pytest.mark.parametrize(
-    "bad",
-    [
-        make_token()[:-20] + " " + "x" * 19,
-        make_token() + "\n" + make_token(),
-        "Bearer " + make_token(),
-        make_token(aud="https://graph.microsoft.com")[:40],
-    ],
-)
-def test_rejected_tokens_are_never_echoed(private_file: Callable[..., Path], bad: str) -> None:
-    """Whatever is wrong with a token, no part of its payload or signature is printed."""
-    path = private_file(bad)
-    for extra in ([], ["--no-verify"], ["--dry-run"], ["--dry-run", "--json"]):
-        result = run("--token-file", str(path), *extra, "--", "true")
-        assert result.returncode in (0, 125), explain(result)
-        assert "Traceback" not in result.stderr
-        for part in bad.replace("\n", ".").replace(" ", ".").split(".")[1:]:
-            if len(part) > 8:
-                assert part not in result.stdout + result.stderr
-
-
 def test_good_token_from_private_file_runs_silently(private_file: Callable[..., Path]) -> None:
     """No output of azexec's own when all is well."""
     result = run("--token-file", str(private_file(make_token())), "--", "true")
@@ -159,9 +138,6 @@ def test_token_cmd_end_to_end(private_file: Callable[..., Path]) -> None:
 def test_token_cmd_failure_is_125_and_not_echoed() -> None:
     """A failing command's stdout, which may hold a secret, is never echoed."""
     tok = make_token()
-    result = run("--token-cmd", "sh -c 'cat; exit 4'", "--", "true", input=tok)
-    # its stdin is empty, so this proves nothing leaks even if it had printed: see the next call
-    assert result.returncode == 125
     result = run("--token-cmd", f"sh -c 'printf %s {tok[:30]}; printf %s {tok[30:]}; exit 4'", "--", "true")
     assert result.returncode == 125, explain(result)
     assert result.stderr == "azexec: --token-cmd failed: sh exited with status 4; see its messages above\n"
