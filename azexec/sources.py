@@ -189,6 +189,7 @@ def _read_fd(fd: int, origin: str) -> bytes:
 def _decode(data: bytes, origin: str) -> str:
     """Decode UTF-8, dropping a byte-order mark that Windows editors add."""
     try:
-        return data.decode("utf-8-sig")
+        # removeprefix rather than the utf-8-sig codec: one import less at start-up.
+        return data.decode("utf-8").removeprefix("\ufeff")
     except UnicodeDecodeError:
         raise TokenSourceError(f"{origin} is not UTF-8 text", "it should hold the access token") from None

@@ -18,7 +18,6 @@ FLOOR = Path(__file__).resolve().parent.parent / "bench" / "floor.py"
 AZEXEC_MAIN = "from azexec.cli import main; main()"
 #: Imported on top of the floor, and why.
 ALLOWED_EXTRA = {
-    "encodings.utf_8_sig",  # decoding sources: a BOM from a Windows editor is dropped
     "signal",  # exec must restore SIGPIPE, which Python ignores, for COMMAND (~0.7 ms)
 }
 
