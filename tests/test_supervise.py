@@ -197,7 +197,7 @@ def test_expiry_watch_warns_and_diagnoses(token_factory: Callable[..., str]) -> 
     assert watch.startswith("azexec: warning: the access token expired (")
     assert watch.endswith(" UTC) while COMMAND is running")
     assert re.fullmatch(
-        r"azexec: the access token expired [23] seconds into the run; "
+        r"azexec: the access token expired \d+ seconds? into the run; "
         r"COMMAND's failure may be an authentication error",
         diagnosis,
     )
@@ -225,7 +225,7 @@ def test_mask_does_not_wait_for_what_command_left_behind(token: str, tmp_path: P
 
 def test_expiry_watch_five_minute_warning(token_factory: Callable[..., str]) -> None:
     """Five minutes before expiry, while COMMAND runs, one warning; a success needs no diagnosis."""
-    result = run("--no-exec", "--token-env", "T", "--", "sleep", "3", env=base_env(T=token_factory(lifetime=302)))
+    result = run("--no-exec", "--token-env", "T", "--", "sleep", "6", env=base_env(T=token_factory(lifetime=304)))
     assert result.returncode == 0, explain(result)
     (line,) = result.stderr.splitlines()
     assert line.startswith("azexec: warning: the access token expires in 5 minutes (")
