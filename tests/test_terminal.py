@@ -8,13 +8,19 @@ from pathlib import Path
 from conftest import TENANT, Terminal, base_env, make_token
 
 
+def fake_shell(tmp_path: Path) -> Path:
+    """Write a $SHELL that says it ran and which tenant it sees."""
+    shell = tmp_path / "fake-shell"
+    shell.write_text('#!/bin/sh\necho "in shell: $AZURE_CLI_TENANT_ID"\n')
+    shell.chmod(0o755)
+    return shell
+
+
 def test_no_command_at_a_terminal_starts_the_shell(
     terminal: Callable[..., Terminal], tmp_path: Path, private_file: Callable[..., Path]
 ) -> None:
     """Without COMMAND, at a terminal, $SHELL starts with the variables set, and azexec says so."""
-    shell = tmp_path / "fake-shell"
-    shell.write_text('#!/bin/sh\necho "in shell: $AZURE_CLI_TENANT_ID"\n')
-    shell.chmod(0o755)
+    shell = fake_shell(tmp_path)
     term = terminal(["--token-file", str(private_file(make_token()))], base_env(SHELL=str(shell)))
     term.expect(f"in shell: {TENANT}")
     assert term.finish() == 0
@@ -59,9 +65,7 @@ def test_no_command_with_a_bad_token_starts_no_shell(
     terminal: Callable[..., Terminal], tmp_path: Path, private_file: Callable[..., Path]
 ) -> None:
     """The shell is announced only once the token passed its checks."""
-    shell = tmp_path / "fake-shell"
-    shell.write_text("#!/bin/sh\necho 'in shell'\n")
-    shell.chmod(0o755)
+    shell = fake_shell(tmp_path)
     term = terminal(["--token-file", str(private_file(make_token(lifetime=-60)))], base_env(SHELL=str(shell)))
     term.expect("get a fresh one")
     assert term.finish() == 125
