@@ -114,6 +114,21 @@ def alive(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
+def all_gone(pids: list[int], within: float = 5.0) -> bool:
+    """Tell whether every PID is dead, allowing WITHIN seconds.
+
+    SIGKILL is sent synchronously but acted on when the target is next
+    scheduled: on a loaded CI machine a killed grandchild can linger for a
+    moment. A survivor of a missed kill (a `sleep 300`) still fails.
+    """
+    deadline = time.monotonic() + within
+    while any(alive(pid) for pid in pids):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
 def explain(result: subprocess.CompletedProcess[str]) -> str:
     """Show what a run printed, for assertion messages (python-dotenv's habit)."""
     return f"exit {result.returncode}\n--- stdout\n{result.stdout}\n--- stderr\n{result.stderr}"

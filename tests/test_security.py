@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from conftest import AZEXEC, TENANT, alive, base_env, explain, make_token, run
+from conftest import AZEXEC, TENANT, all_gone, base_env, explain, make_token, run
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -298,7 +298,7 @@ def test_token_cmd_that_hangs_with_a_background_child(tmp_path: Path) -> None:
     assert "did not finish within 1s and was killed" in result.stderr
     numbers = [int(p) for p in pids.read_text().split()]
     assert len(numbers) == 2
-    assert not any(alive(pid) for pid in numbers)
+    assert all_gone(numbers)
 
 
 # ---------------------------------------------------------------- files

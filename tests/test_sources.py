@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import SUBSCRIPTION, TENANT, alive
+from conftest import SUBSCRIPTION, TENANT, all_gone
 
 from azexec import sources
 from azexec.errors import TokenSourceError, UsageError
@@ -243,7 +243,7 @@ def test_from_command_timeout_kills_everything_it_started(tmp_path: Path) -> Non
     assert time.monotonic() - started < 10
     pids = [int(p) for p in pidfile.read_text().split()]
     assert len(pids) == 2
-    assert not any(alive(pid) for pid in pids)
+    assert all_gone(pids)
 
 
 def test_from_command_that_exits_but_leaves_stdout_open_times_out(tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import AZEXEC, Terminal, alive, base_env, explain, make_token, run
+from conftest import AZEXEC, Terminal, all_gone, base_env, explain, make_token, run
 
 #: A child that records the signals it gets, and exits with a code when it gets the last one named.
 TRAPPER = """
@@ -237,4 +237,4 @@ def test_resident_mode_leaves_nothing_running(token: str, tmp_path: Path) -> Non
     pidfile = tmp_path / "pid"
     result = run("--no-exec", "--token-env", "T", "--", "sh", "-c", f"echo $$ > {pidfile}", env=base_env(T=token))
     assert result.returncode == 0
-    assert not alive(int(pidfile.read_text()))
+    assert all_gone([int(pidfile.read_text())])
