@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import os
 import re
+import signal
 import sys
 from typing import TYPE_CHECKING
 
@@ -24,8 +25,6 @@ _PATH = click.Path(readable=False)
 #: Every option shows its AZEXEC_* variable in --help.
 option = functools.partial(click.option, show_envvar=True)
 
-_DURATION = re.compile(r"(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?")
-
 EXIT_CODES = """\b
 Exit status, like env(1):
   COMMAND's own   azexec becomes COMMAND (exec), or passes its status on
@@ -38,21 +37,35 @@ Exit status, like env(1):
 
 
 class Duration(_FloatType):
-    """A duration such as 90s, 10m, 1h or 1h30m; a bare number is seconds."""
+    """A duration such as 90s, 10m, 1h, 1h30m or 0.5; a bare number is seconds."""
 
     name = "duration"
 
+    def __init__(self, *, maximum: float, positive: bool = False) -> None:
+        self.maximum = maximum
+        self.positive = positive
+
     def convert(self, value: object, param: click.Parameter | None, ctx: click.Context | None) -> float:
-        if isinstance(value, (int, float)):
-            return float(value)
+        import math
+
+        from azexec.redact import show
+
         text = str(value).strip().lower()
-        if text.isdigit():
-            return float(text)
-        match = _DURATION.fullmatch(text)
-        if not text or match is None:
-            self.fail(f"{value!r} is not a duration such as 90s, 10m or 1h", param, ctx)
-        hours, minutes, seconds = (int(part or 0) for part in match.groups())
-        return float(hours * 3600 + minutes * 60 + seconds)
+        seconds: float | None = None
+        if isinstance(value, (int, float)):
+            seconds = float(value)
+        elif re.fullmatch(r"\d{1,12}(\.\d{1,9})?", text):
+            seconds = float(text)
+        elif text and (match := re.fullmatch(r"(?:(\d{1,9})h)?(?:(\d{1,9})m)?(?:(\d{1,12})s)?", text)):
+            hours, minutes, secs = (int(part or 0) for part in match.groups())
+            seconds = float(hours * 3600 + minutes * 60 + secs)
+        if seconds is None or not math.isfinite(seconds):
+            self.fail(f"'{show(str(value))}' is not a duration such as 90s, 10m or 1h", param, ctx)
+        if self.positive and seconds <= 0:
+            self.fail("must be more than 0", param, ctx)
+        if seconds > self.maximum:
+            self.fail(f"must be at most {self.maximum / 3600:g}h", param, ctx)
+        return seconds
 
 
 class Identifier(_TextType):
@@ -64,13 +77,20 @@ class Identifier(_TextType):
 
     def convert(self, value: object, param: click.Parameter | None, ctx: click.Context | None) -> str:
         from azexec import ids
+        from azexec.redact import show
 
         text = str(value).strip()
         if self.tenant and not ids.is_tenant(text):
-            self.fail(f"{value!r} is neither a tenant GUID nor a domain such as contoso.onmicrosoft.com", param, ctx)
+            self.fail(
+                f"'{show(text)}' is neither a tenant GUID nor a domain such as contoso.onmicrosoft.com", param, ctx
+            )
         if not self.tenant and not ids.is_guid(text):
-            self.fail(f"{value!r} is not a subscription ID (a GUID)", param, ctx)
+            self.fail(f"'{show(text)}' is not a subscription ID (a GUID)", param, ctx)
         return text
+
+
+#: Durations beyond a week are mistakes, and overflow the clock calls that wait on them.
+MAX_DURATION = 7 * 24 * 3600.0
 
 
 @click.command(
@@ -94,7 +114,7 @@ class Identifier(_TextType):
 @option("--token-cmd", metavar="CMD", help="Run CMD (split like a shell, no shell) and read the token from its stdout.")
 @option(
     "--token-cmd-timeout",
-    type=click.FloatRange(min=0, min_open=True),
+    type=Duration(maximum=MAX_DURATION, positive=True),
     default=60.0,
     show_default=True,
     metavar="SECONDS",
@@ -116,7 +136,7 @@ class Identifier(_TextType):
 )
 @option(
     "--min-validity",
-    type=Duration(),
+    type=Duration(maximum=MAX_DURATION),
     metavar="DURATION",
     help="Fail unless the token is valid this much longer (90s, 10m, 1h).",
 )
@@ -183,13 +203,19 @@ def cli(
       az account get-access-token -o json | azexec --token-stdin -- terraform plan
     """
     from azexec import launch, plan
+    from azexec.process import Terminated, die_of
 
-    if as_json and not dry_run:
+    ctx = click.get_current_context()
+    from_environment = frozenset(
+        name for name in ctx.params if ctx.get_parameter_source(name) == click.core.ParameterSource.ENVIRONMENT
+    )
+    # AZEXEC_JSON=1 set once for all runs must not break the runs that report nothing.
+    if as_json and not dry_run and "as_json" not in from_environment:
         raise click.UsageError("--json goes with --dry-run")
     argv = list(command)
     shell = not argv and not dry_run
     if shell:
-        if not sys.stdin.isatty():
+        if not os.isatty(0):
             raise click.UsageError("no COMMAND given (a shell starts only when stdin is a terminal)")
         argv = launch.default_shell(os.environ)
 
@@ -205,6 +231,7 @@ def cli(
         min_validity=min_validity,
         audiences=audiences,
         verify=not no_verify,
+        from_environment=from_environment,
     )
     try:
         checked = plan.prepare(request, os.environ)
@@ -217,9 +244,9 @@ def cli(
         if dry_run:
             from azexec import report
 
-            executable = launch.which(argv[0], env) if argv else None
+            found = launch.which(argv[0], env) if argv else None
             render = report.as_json if as_json else report.as_text
-            click.echo(render(checked, argv, executable))
+            click.echo(render(checked, argv, found))
             return
         if no_exec or mask or os.name != "posix":
             from azexec import supervise
@@ -238,9 +265,12 @@ def cli(
     except AzexecError as e:
         _echo_err(str(e))
         sys.exit(e.exit_code)
+    except Terminated as e:
+        die_of(e.signum)
     except KeyboardInterrupt:
-        click.echo("", err=True)
-        sys.exit(130)
+        # Die of SIGINT, as a plain program would, so a shell loop or `make -k` stops too.
+        _echo_err("interrupted")
+        die_of(signal.SIGINT)
 
 
 def _warn(message: str) -> None:
@@ -252,10 +282,41 @@ def _ignore(message: str) -> None:
 
 
 def _echo_err(message: str) -> None:
-    """Print one line of azexec's own on stderr."""
-    click.echo(f"azexec: {message}", err=True)
+    """Print one line of azexec's own on stderr, every value in it already redacted and escaped."""
+    from azexec.redact import escape_lines
+
+    click.echo(f"azexec: {escape_lines(message)}", err=True)
 
 
 def main() -> None:
     """Run the command line; the console script's entry point."""
-    cli(prog_name="azexec")
+    from azexec import process
+
+    # First of all: a closed stdout must not become the next file azexec opens,
+    # and nothing holding a token may dump core.
+    process.reserve_standard_fds()
+    process.no_core_dumps()
+    try:
+        status = cli.main(prog_name="azexec", standalone_mode=False)
+    except click.ClickException as e:
+        _show_redacted(e)
+        sys.exit(e.exit_code)
+    except click.Abort:  # EOF or Ctrl-C inside click itself
+        sys.exit(130)
+    sys.exit(status if isinstance(status, int) else 0)
+
+
+def _show_redacted(error: click.ClickException) -> None:
+    """Show click's error with every value that may be a secret redacted.
+
+    Click quotes what the user typed ("Invalid value: '<the token>'"); the
+    values to look for are this run's arguments and AZEXEC_* variables.
+    """
+    import io
+
+    from azexec.redact import scrub
+
+    known = (*sys.argv[1:], *(v for k, v in os.environ.items() if k.startswith("AZEXEC_")))
+    text = io.StringIO()
+    error.show(file=text)
+    click.echo(scrub(text.getvalue(), known), err=True, nl=False)

@@ -7,6 +7,7 @@ from typing import NamedTuple
 
 from azexec import ids, sources, token
 from azexec.errors import TokenRejected, TokenSourceError, UsageError
+from azexec.redact import show
 from azexec.sources import Credential, Sourced
 from azexec.token import Claims
 
@@ -25,6 +26,14 @@ class Request(NamedTuple):
     min_validity: float | None = None
     audiences: tuple[str, ...] = ()
     verify: bool = True
+    #: Options whose value came from an AZEXEC_* variable, by parameter name: messages name the variable.
+    from_environment: frozenset[str] = frozenset()
+
+    def label(self, name: str) -> str:
+        """Name option NAME (e.g. token_env) as the user gave it: --token-env or AZEXEC_TOKEN_ENV."""
+        if name in self.from_environment:
+            return f"AZEXEC_{name.upper()}"
+        return "--" + name.replace("_", "-")
 
 
 class Plan(NamedTuple):
@@ -50,12 +59,12 @@ class Plan(NamedTuple):
 def token_options(request: Request) -> list[str]:
     """Name the --token-* options given, in a fixed order."""
     given = {
-        "--token-stdin": request.token_stdin,
-        "--token-file": request.token_file is not None,
-        "--token-cmd": request.token_cmd is not None,
-        "--token-env": request.token_env is not None,
+        "token_stdin": request.token_stdin,
+        "token_file": request.token_file is not None,
+        "token_cmd": request.token_cmd is not None,
+        "token_env": request.token_env is not None,
     }
-    return [name for name, present in given.items() if present]
+    return [request.label(name) for name, present in given.items() if present]
 
 
 def prepare(request: Request, environ: Mapping[str, str], now: float | None = None) -> Plan:
@@ -71,6 +80,11 @@ def prepare(request: Request, environ: Mapping[str, str], now: float | None = No
             f"remove {sources.TOKEN_VAR} from the file, or drop {options[0]}",
         )
     if not options and not with_token:
+        empty = [c for c in env_files if c.empty_token]
+        if empty:
+            raise TokenSourceError(
+                f"{empty[-1].origin}: {sources.TOKEN_VAR} is empty", "it should hold the access token"
+            )
         raise UsageError(
             "no access token source",
             "use --token-stdin, --token-file, --token-cmd, --token-env or an --env-file that holds "
@@ -82,8 +96,8 @@ def prepare(request: Request, environ: Mapping[str, str], now: float | None = No
     layers: list[Credential] = [
         Credential(
             origin="options",
-            subscription=Sourced(request.subscription, "--subscription") if request.subscription else None,
-            tenant=Sourced(request.tenant, "--tenant") if request.tenant else None,
+            subscription=Sourced(request.subscription, request.label("subscription")) if request.subscription else None,
+            tenant=Sourced(request.tenant, request.label("tenant")) if request.tenant else None,
         ),
         *([primary] if primary else []),
         *reversed(env_files),
@@ -147,6 +161,6 @@ def _check_tenants(layers: list[Credential], tid: str) -> None:
         tenant = layer.tenant
         if tenant is not None and ids.is_guid(tenant.value) and tenant.value.lower() != tid.lower():
             raise TokenRejected(
-                f"the tenant {tenant.value} from {tenant.origin} is not the token's tenant {tid}",
+                f"the tenant {show(tenant.value)} from {tenant.origin} is not the token's tenant {tid}",
                 "use a token issued by that tenant, or fix the tenant",
             )

@@ -7,66 +7,73 @@ from collections.abc import Sequence
 from typing import Any
 
 from azexec import sources
+from azexec.launch import Found
 from azexec.plan import Plan
+from azexec.redact import escape, fingerprint, show
 from azexec.token import Claims, describe_span, format_utc
 
 
-def fingerprint(secret: str) -> str:
-    """Identify SECRET without revealing it: its length and a short sha256 prefix."""
-    import hashlib
+def as_dict(plan: Plan, argv: Sequence[str], found: Found | None, now: float | None = None) -> dict[str, Any]:
+    """Return the report as plain data; the token appears only as its fingerprint.
 
-    digest = hashlib.sha256(secret.encode()).hexdigest()[:12]
-    return f"<redacted: {len(secret)} chars, sha256 {digest}>"
-
-
-def as_dict(plan: Plan, argv: Sequence[str], executable: str | None, now: float | None = None) -> dict[str, Any]:
-    """Return the report as plain data; the token appears only as its fingerprint."""
+    Every value from the command line or the token is redacted where it looks
+    secret; JSON escapes control characters itself.
+    """
     now = time.time() if now is None else now
 
     def variable(value: sources.Sourced | None, secret: bool = False) -> dict[str, Any] | None:
         if value is None:
             return None
-        return {"value": fingerprint(value.value) if secret else value.value, "source": value.origin}
+        return {"value": fingerprint(value.value) if secret else show(value.value), "source": value.origin}
 
     return {
-        "command": list(argv),
-        "executable": executable,
+        "command": [show(arg) for arg in argv],
+        "executable": show(found.path) if found and found.path and found.status is None else None,
+        "exit_status": found.status if found else None,
         "variables": {
             sources.TOKEN_VAR: variable(plan.token, secret=True),
             sources.SUBSCRIPTION_VAR: variable(plan.subscription),
             sources.TENANT_VAR: variable(plan.tenant),
         },
-        "removed": list(plan.removed),
+        "removed": [show(name) for name in plan.removed],
         "token": _claims(plan.claims, now) if plan.claims else None,
         "warnings": list(plan.warnings),
     }
 
 
-def as_json(plan: Plan, argv: Sequence[str], executable: str | None) -> str:
+def as_json(plan: Plan, argv: Sequence[str], found: Found | None, now: float | None = None) -> str:
     """Render the report as JSON."""
     import json
 
-    return json.dumps(as_dict(plan, argv, executable), indent=2)
+    return json.dumps(as_dict(plan, argv, found, now), indent=2)
 
 
-def as_text(plan: Plan, argv: Sequence[str], executable: str | None) -> str:
-    """Render the report for a person."""
+def as_text(plan: Plan, argv: Sequence[str], found: Found | None, now: float | None = None) -> str:
+    """Render the report for a person; every value is escaped, so none can drive the terminal."""
     import shlex
 
-    data = as_dict(plan, argv, executable)
-    if not argv:
+    data = as_dict(plan, argv, found, now)
+    command = escape(shlex.join(data["command"]))
+    if not argv or found is None:
         lines = ["would run: nothing (no COMMAND given; at a terminal azexec would start $SHELL)"]
-    elif executable:
-        lines = [f"would run: {shlex.join(argv)}", f"  found at: {executable}"]
+    elif found.status is None:
+        lines = [f"would run: {command}", f"  found at: {data['executable']}"]
     else:
-        lines = [f"would run: {shlex.join(argv)}", f"  {argv[0]} is not on PATH: running it would exit 127"]
+        name = show(argv[0])
+        if found.status == 127:
+            what = f"{name} is not on PATH"
+        elif found.path is None:
+            what = f"{name}: {found.reason}"
+        else:
+            what = f"{name} is at {show(found.path)} but is {found.reason}"
+        lines = [f"would run: {command}", f"  {what}: running it would exit {found.status}"]
     lines.append("environment:")
     for name, entry in data["variables"].items():
         if entry is None:
             lines.append(f"  {name} (unset; removed if inherited)")
         else:
-            lines.append(f"  {name}={entry['value']}  from {entry['source']}")
-    for name in plan.removed:
+            lines.append(f"  {name}={escape(entry['value'])}  from {escape(entry['source'])}")
+    for name in data["removed"]:
         lines.append(f"  {name} (removed)")
     token = data["token"]
     if token is None:
@@ -77,22 +84,31 @@ def as_text(plan: Plan, argv: Sequence[str], executable: str | None) -> str:
             value = token[key]
             if value:
                 label = key.replace("_", " ")
-                lines.append(f"  {label + ':':<15}{', '.join(value) if isinstance(value, list) else value}")
+                text = ", ".join(value) if isinstance(value, list) else value
+                lines.append(f"  {label + ':':<15}{escape(text)}")
         lines.append(f"  {'expires:':<15}{token['expires']} ({token['time_left']} left)")
     return "\n".join(lines)
 
 
 def _claims(claims: Claims, now: float) -> dict[str, Any]:
+    """Return the claims for the report, each redacted where it looks secret."""
+
+    def each(values: Sequence[str]) -> list[str]:
+        return [show(v) for v in values]
+
+    def one(value: str | None) -> str | None:
+        return show(value) if value is not None else None
+
     return {
-        "tenant": claims.tenant,
-        "audience": list(claims.audiences),
-        "user": claims.user,
-        "app": claims.app,
-        "object_id": claims.object_id,
-        "identity_type": claims.identity_type,
-        "roles": list(claims.roles),
-        "scopes": list(claims.scopes),
-        "issuer": claims.issuer,
+        "tenant": one(claims.tenant),
+        "audience": each(claims.audiences),
+        "user": one(claims.user),
+        "app": one(claims.app),
+        "object_id": one(claims.object_id),
+        "identity_type": one(claims.identity_type),
+        "roles": each(claims.roles),
+        "scopes": each(claims.scopes),
+        "issuer": one(claims.issuer),
         "expires": format_utc(claims.expires_at),
         "expires_at": claims.expires_at,
         "time_left": describe_span(claims.expires_at - now),

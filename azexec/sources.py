@@ -6,12 +6,13 @@ Nothing here writes anything, and no message quotes what a source held.
 from __future__ import annotations
 
 import os
+import re
 import stat
-import sys
 from collections.abc import Mapping
 from typing import NamedTuple
 
 from azexec.errors import TokenSourceError
+from azexec.redact import shell_quote, show
 
 #: A source may hold the token or a JSON document around it, never more than this.
 MAX_SOURCE_BYTES = 1 << 20
@@ -19,6 +20,7 @@ MAX_SOURCE_BYTES = 1 << 20
 TOKEN_VAR = "AZURE_CLI_ACCESS_TOKEN"  # noqa: S105 - a variable name, not a secret
 SUBSCRIPTION_VAR = "AZURE_CLI_SUBSCRIPTION_ID"
 TENANT_VAR = "AZURE_CLI_TENANT_ID"
+ENV_FILE_KEYS = (TOKEN_VAR, SUBSCRIPTION_VAR, TENANT_VAR)
 
 _JSON_TOKEN_KEYS = ("accessToken", "access_token")
 _KEYS_HINT = (
@@ -42,24 +44,21 @@ class Credential(NamedTuple):
     subscription: Sourced | None = None
     tenant: Sourced | None = None
     warnings: tuple[str, ...] = ()
+    #: An env file that sets the token variable to nothing.
+    empty_token: bool = False
 
 
 def from_stdin(origin: str = "--token-stdin") -> Credential:
     """Read standard input to EOF, or prompt without echo when it is a terminal."""
-    if sys.stdin is not None and sys.stdin.isatty():
-        import getpass
-
-        text = getpass.getpass("Azure access token (input hidden): ")
-    else:
-        text = _decode(_read_fd(0, origin), origin)
-    return parse(text, origin)
+    data = _prompt_hidden(0, origin) if os.isatty(0) else _read_fd(0, origin)
+    return parse(_decode(data, origin), origin)
 
 
 def from_file(path: str) -> Credential:
     """Read a token file; ``-`` is stdin. Warn when others may read a regular file."""
     if path == "-":
         return from_stdin("--token-file -")
-    origin = f"--token-file {path}"
+    origin = f"--token-file {show(path)}"
     data, warnings = _read_path(path, origin)
     credential = parse(_decode(data, origin), origin)
     return credential._replace(warnings=credential.warnings + warnings)
@@ -67,7 +66,7 @@ def from_file(path: str) -> Credential:
 
 def from_env(name: str, environ: Mapping[str, str]) -> Credential:
     """Take the token from azexec's own environment variable NAME."""
-    origin = f"--token-env {name}"
+    origin = f"--token-env {show(name)}"
     text = environ.get(name)
     if text is None:
         raise TokenSourceError(f"{origin}: the variable is not set", "export it, or use another source")
@@ -83,18 +82,36 @@ def from_command(command: str, timeout: float) -> Credential:
 
 
 def from_env_file(path: str) -> Credential:
-    """Take the three AZURE_CLI_* values, and nothing else, from a dotenv file."""
+    """Take the three AZURE_CLI_* values, and nothing else, from a dotenv file.
+
+    Values are literal: python-dotenv's ${VAR} interpolation would read
+    azexec's own environment (a secret that COMMAND then inherits, or the very
+    stale value azexec removes) and is quadratic in the number of keys.
+    """
     import io
 
-    from dotenv import dotenv_values
+    from dotenv.parser import parse_stream
 
-    origin = f"--env-file {path}"
+    origin = f"--env-file {show(path)}"
     data, warnings = _read_path(path, origin)
-    # Parse from memory: python-dotenv would silently read a missing file as empty.
-    values = dotenv_values(stream=io.StringIO(_decode(data, origin)))
+    values: dict[str, str] = {}
+    problems: list[str] = []
+    # Parsed from memory: python-dotenv would silently read a missing file as empty.
+    for binding in parse_stream(io.StringIO(_decode(data, origin))):
+        if binding.error:
+            problems.append(f"{origin}: line {binding.original.line} is not KEY=VALUE and is ignored")
+        elif binding.key in ENV_FILE_KEYS:
+            values[binding.key] = binding.value or ""
 
     def pick(key: str) -> Sourced | None:
-        value = values.get(key)
+        value = values.get(key, "")
+        reference = re.search(r"\$\{([^}]*)\}", value)
+        if reference:
+            name = show(reference.group(1).partition(":-")[0])
+            raise TokenSourceError(
+                f"{origin}: {key} refers to ${{{name}}}, but values in an env file are taken literally",
+                f"to take the token from a variable, use --token-env {name}" if key == TOKEN_VAR else "write the value",
+            )
         return Sourced(value, origin) if value else None
 
     token = pick(TOKEN_VAR)
@@ -104,7 +121,8 @@ def from_env_file(path: str) -> Credential:
         subscription=pick(SUBSCRIPTION_VAR),
         tenant=pick(TENANT_VAR),
         # Others reading the file matters only when it holds the secret.
-        warnings=warnings if token else (),
+        warnings=tuple(problems) + (warnings if token else ()),
+        empty_token=token is None and TOKEN_VAR in values,
     )
 
 
@@ -120,14 +138,22 @@ def parse(text: str, origin: str) -> Credential:
 
     try:
         document = json.loads(text)
+    except RecursionError:
+        raise TokenSourceError(f"{origin} holds JSON nested too deeply", _KEYS_HINT) from None
     except ValueError as e:
         where = f" (line {e.lineno}, column {e.colno})" if isinstance(e, json.JSONDecodeError) else ""
         raise TokenSourceError(f"{origin} starts like JSON but is not valid JSON{where}", _KEYS_HINT) from None
     if not isinstance(document, dict):
         raise TokenSourceError(f"{origin} holds JSON that is not an object", _KEYS_HINT)
-    key = next((k for k in _JSON_TOKEN_KEYS if k in document), None)
+    present = [k for k in _JSON_TOKEN_KEYS if document.get(k) not in (None, "")]
+    key = present[0] if present else next((k for k in _JSON_TOKEN_KEYS if k in document), None)
     if key is None:
         raise TokenSourceError(f"{origin} holds JSON without an access token", _KEYS_HINT)
+    if len(present) > 1 and document[present[0]] != document[present[1]]:
+        raise TokenSourceError(
+            f'{origin} holds JSON whose "{present[0]}" and "{present[1]}" differ',
+            "keep one of them, so it is clear which token is meant",
+        )
 
     def field(name: str) -> Sourced | None:
         value = document.get(name)
@@ -146,14 +172,18 @@ def parse(text: str, origin: str) -> Credential:
 def _read_path(path: str, origin: str) -> tuple[bytes, tuple[str, ...]]:
     """Read PATH (a file, a FIFO, /dev/fd/N) and say whether others may read it."""
     try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | getattr(os, "O_NOCTTY", 0))
     except FileNotFoundError:
         raise TokenSourceError(f"{origin}: no such file", "check the path") from None
     except PermissionError:
         raise TokenSourceError(f"{origin}: permission denied", "check the file's owner and mode") from None
-    except OSError as e:
-        raise TokenSourceError(f"{origin}: {e.strerror}", "check the path") from None
+    except (OSError, ValueError) as e:
+        reason = e.strerror if isinstance(e, OSError) else "not a valid path"
+        raise TokenSourceError(f"{origin}: {reason}", "check the path") from None
     try:
+        if os.isatty(fd):
+            # A terminal (/dev/tty, /dev/stdin at a prompt): never with echo on.
+            return _prompt_hidden(fd, origin), ()
         info = os.fstat(fd)
         if stat.S_ISDIR(info.st_mode):
             raise TokenSourceError(f"{origin} is a directory", "name the file that holds the token")
@@ -161,7 +191,8 @@ def _read_path(path: str, origin: str) -> tuple[bytes, tuple[str, ...]]:
         # Like ssh with private keys: pipes and devices are private by nature.
         if stat.S_ISREG(info.st_mode) and info.st_mode & 0o044:
             mode = stat.S_IMODE(info.st_mode)
-            warnings = (f"{path} is readable by other users (mode {mode:04o}); run: chmod 600 {path}",)
+            quoted = shell_quote(path)
+            warnings = (f"{quoted} is readable by other users (mode {mode:04o}); run: chmod 600 {quoted}",)
         return _read_fd(fd, origin), warnings
     finally:
         os.close(fd)
@@ -193,3 +224,64 @@ def _decode(data: bytes, origin: str) -> str:
         return data.decode("utf-8").removeprefix("\ufeff")
     except UnicodeDecodeError:
         raise TokenSourceError(f"{origin} is not UTF-8 text", "it should hold the access token") from None
+
+
+#: Bytes a hidden prompt handles itself, since the terminal's line editing is off.
+_ENTER = b"\r\n"
+_ERASE = b"\x7f\x08"
+_KILL_LINE = b"\x15"
+_END = b"\x04"
+
+
+def _prompt_hidden(fd: int, origin: str) -> bytes:
+    """Prompt on terminal FD and read a line without echo, of any length.
+
+    The terminal's line editing (canonical mode) is off: it cuts a line at
+    4095 bytes, and Azure tokens of users in many groups are longer. Ctrl-C
+    still interrupts (ISIG stays on); backspace and Ctrl-U are handled here.
+    """
+    import termios
+
+    prompt = "Azure access token (input hidden): "
+    try:
+        tty = os.open("/dev/tty", os.O_WRONLY | os.O_NOCTTY | os.O_CLOEXEC)
+    except OSError:
+        tty = -1
+    out = tty if tty >= 0 else 2
+    try:
+        old = termios.tcgetattr(fd)
+    except termios.error:
+        return _read_fd(fd, origin)
+    new = [*old[:6], list(old[6])]
+    new[3] = old[3] & ~(termios.ECHO | termios.ICANON)
+    new[6][termios.VMIN], new[6][termios.VTIME] = 1, 0
+    line = bytearray()
+    try:
+        os.write(out, prompt.encode())
+        termios.tcsetattr(fd, termios.TCSAFLUSH, new)
+        while True:
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                break
+            done = False
+            for byte in chunk:
+                char = bytes((byte,))
+                if char in _ENTER or (char in _END and not line):
+                    done = True
+                    break
+                if char in _ERASE:
+                    del line[-1:]
+                elif char in _KILL_LINE:
+                    line.clear()
+                elif char not in _END:
+                    line.append(byte)
+            if done:
+                break
+            if len(line) > MAX_SOURCE_BYTES:
+                raise TokenSourceError(f"{origin} holds more than 1 MiB", "paste the token alone")
+    finally:
+        termios.tcsetattr(fd, termios.TCSAFLUSH, old)
+        os.write(out, b"\n")
+        if tty >= 0:
+            os.close(tty)
+    return bytes(line)

@@ -18,7 +18,8 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import NoReturn
 
-from azexec.launch import PYTHON_IGNORED, exec_error
+from azexec.launch import PYTHON_IGNORED, exec_error, search
+from azexec.process import CORE_SIGNALS, caller_core_limit, die_of, signal_numbers
 from azexec.token import describe_span, format_utc
 
 #: Forwarded to COMMAND when sent to azexec alone.
@@ -26,10 +27,8 @@ FORWARDED = ("SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2", "SIGWINCH", "
 #: si_code of a signal the kernel raised itself, such as a terminal's Ctrl-C to the foreground group.
 SI_KERNEL = 0x80
 WARN_BEFORE_SECONDS = 300
-#: After COMMAND exits, how long --mask waits for the pipes to drain. Only a
-#: process COMMAND left behind (a background job) keeps them open longer, and
-#: azexec must not hang on it: exec would have returned already.
-DRAIN_SECONDS = 1.0
+#: The longest single wait for a signal: longer waits overflow the platform's clock types.
+MAX_WAIT_SECONDS = 86400.0
 
 Say = Callable[[str], None]
 Event = tuple[float, str]
@@ -48,67 +47,105 @@ def run(
 
     WARN prints the expiry warnings (silenced by -q); REPORT the final diagnosis.
     """
-    sys.stdout.flush()
-    sys.stderr.flush()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()  # None when the caller closed it: suppressed
     started = time.time()
     events = _expiry_events(expires_at, started)
     spawn = _run_posix if os.name == "posix" else _run_windows
     code = spawn(argv, env, secret.encode() if secret else None, events, warn)
-    if code != 0 and expires_at is not None and time.time() >= expires_at:
-        report(
-            f"the access token expired {describe_span(expires_at - started)} into the run; "
-            "COMMAND's failure may be an authentication error"
-        )
-    sys.stdout.flush()
-    sys.stderr.flush()
+    with contextlib.suppress(Exception):  # COMMAND's status matters more than a message
+        if code != 0 and expires_at is not None and time.time() >= expires_at:
+            report(
+                f"the access token expired {describe_span(expires_at - started)} into the run; "
+                "COMMAND's failure may be an authentication error"
+            )
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
     if code < 0:
-        _die_of(-code)
+        die_of(-code)
     os._exit(code)
+
+
+def _streams_to_mask() -> list[tuple[int, ...]]:
+    """Return the caller's stdout and stderr as groups of fds that get one pipe each.
+
+    When both are the same file (a terminal, `2>&1`), COMMAND gets one pipe
+    for both, so its output keeps the order it was written in. A stream the
+    caller closed stays closed for COMMAND.
+    """
+    from azexec.process import closed_at_start
+
+    open_fds = [fd for fd in (1, 2) if fd not in closed_at_start]
+    if len(open_fds) == 2:
+        out, err = os.fstat(1), os.fstat(2)
+        if (out.st_dev, out.st_ino) == (err.st_dev, err.st_ino):
+            return [(1, 2)]
+    return [(fd,) for fd in open_fds]
 
 
 def _run_posix(
     argv: Sequence[str], env: Mapping[str, str], secret: bytes | None, events: list[Event], warn: Say
 ) -> int:
-    forwarded = {getattr(signal, name) for name in FORWARDED}
+    forwarded = set(signal_numbers(FORWARDED))
     waited_for = forwarded | {signal.SIGCHLD}
-    # Block before spawning: a SIGTERM in between must be forwarded, not kill azexec.
-    original_mask = signal.pthread_sigmask(signal.SIG_BLOCK, waited_for)
-    pipes = [(*os.pipe(), target) for target in (1, 2)] if secret else []
-    actions = [(os.POSIX_SPAWN_DUP2, write_end, target) for _, write_end, target in pipes]
+    # Block before spawning: a SIGTERM in between must be forwarded, not kill
+    # azexec; and no signal may dump azexec while the caller's core limit is back.
+    original_mask = signal.pthread_sigmask(signal.SIG_BLOCK, waited_for | set(signal_numbers(CORE_SIGNALS)))
+    groups = _streams_to_mask() if secret else []
+    pipes = [(*os.pipe(), group) for group in groups]
+    actions = [(os.POSIX_SPAWN_DUP2, write_end, fd) for _, write_end, group in pipes for fd in group]
+    reset = signal_numbers(PYTHON_IGNORED) + sorted(forwarded) + signal_numbers(CORE_SIGNALS)
+
+    def spawn(path: str, args: list[str]) -> int:
+        return os.posix_spawn(path, args, dict(env), file_actions=actions, setsigmask=original_mask, setsigdef=reset)
+
     try:
-        pid = os.posix_spawnp(
-            argv[0],
-            list(argv),
-            dict(env),
-            file_actions=actions,
-            setsigmask=original_mask,
-            setsigdef=[getattr(signal, n) for n in PYTHON_IGNORED if hasattr(signal, n)] + sorted(forwarded),
-        )
-    except OSError as e:
+        with caller_core_limit():
+            pid = search(argv, env, spawn)
+    except BaseException:
         signal.pthread_sigmask(signal.SIG_SETMASK, original_mask)
-        raise exec_error(argv[0], e) from None
+        raise
     finally:
         for _, write_end, _ in pipes:
             os.close(write_end)
-    pumps = _start_pumps([(r, target) for r, _, target in pipes], secret)
-
-    while True:
-        if events:
-            info = signal.sigtimedwait(waited_for, max(0.0, events[0][0] - time.time()))
-        else:
-            info = signal.sigwaitinfo(waited_for)
-        if info is None:  # the next expiry event is due
-            warn(events.pop(0)[1])
-        elif info.si_signo == signal.SIGCHLD:
-            done, status = os.waitpid(pid, os.WNOHANG)
-            if done == pid:
-                break
-        elif info.si_code != SI_KERNEL:
-            # Sent to azexec alone (kill, a supervisor): COMMAND has not had it.
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, info.si_signo)
-    _drain(pumps)
+    # COMMAND runs: from here on nothing may end azexec before it (resident mode never orphans it).
+    signal.pthread_sigmask(signal.SIG_SETMASK, original_mask | waited_for)
+    exited_read, exited_write = os.pipe()
+    pumps = _start_pumps([(r, group[0]) for r, _, group in pipes], secret, exited_read)
+    status = _wait(pid, waited_for, events, warn)
+    os.close(exited_write)
+    for pump in pumps:
+        pump.join()
+    os.close(exited_read)
     return os.waitstatus_to_exitcode(status)
+
+
+def _wait(pid: int, waited_for: set[signal.Signals], events: list[Event], warn: Say) -> int:
+    """Forward signals and say the expiry events until PID exits; return its wait status."""
+    while True:
+        try:
+            if events:
+                due = events[0][0] - time.time()
+                info = signal.sigtimedwait(waited_for, min(max(0.0, due), MAX_WAIT_SECONDS))
+            else:
+                info = signal.sigwaitinfo(waited_for)
+            if info is None:
+                if events and time.time() >= events[0][0]:
+                    warn(events.pop(0)[1])
+            elif info.si_signo == signal.SIGCHLD:
+                done, status = os.waitpid(pid, os.WNOHANG)
+                if done == pid:
+                    return status
+            elif info.si_code != SI_KERNEL:
+                # Sent to azexec alone (kill, a supervisor): COMMAND has not had it.
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, info.si_signo)
+        except ChildProcessError:  # pragma: no cover - reaped elsewhere: nothing left to wait for
+            return 0
+        except Exception:  # a failed warning must never orphan COMMAND
+            events.clear()
 
 
 def _run_windows(  # pragma: no cover - Windows
@@ -122,29 +159,28 @@ def _run_windows(  # pragma: no cover - Windows
     except OSError as e:
         raise exec_error(argv[0], e) from None
     streams = [(proc.stdout.fileno(), 1), (proc.stderr.fileno(), 2)] if proc.stdout and proc.stderr else []
-    pumps = _start_pumps(streams, secret)
+    exited_read, exited_write = os.pipe()
+    pumps = _start_pumps(streams, secret, exited_read)
     while True:
         try:
-            code = proc.wait(timeout=max(0.0, events[0][0] - time.time()) if events else None)
+            timeout = min(max(0.0, events[0][0] - time.time()), MAX_WAIT_SECONDS) if events else None
+            code = proc.wait(timeout=timeout)
             break
         except subprocess.TimeoutExpired:
-            warn(events.pop(0)[1])
-    _drain(pumps)
+            if events and time.time() >= events[0][0]:
+                warn(events.pop(0)[1])
+    os.close(exited_write)
+    for pump in pumps:
+        pump.join()
     return code
 
 
-def _start_pumps(streams: list[tuple[int, int]], secret: bytes | None) -> list[threading.Thread]:
+def _start_pumps(streams: list[tuple[int, int]], secret: bytes | None, exited: int) -> list[threading.Thread]:
     if not streams or secret is None:
         return []
     from azexec.mask import start_pump
 
-    return [start_pump(source, target, secret) for source, target in streams]
-
-
-def _drain(pumps: list[threading.Thread]) -> None:
-    deadline = time.monotonic() + DRAIN_SECONDS
-    for pump in pumps:
-        pump.join(max(0.0, deadline - time.monotonic()))
+    return [start_pump(source, target, secret, exited) for source, target in streams]
 
 
 def _expiry_events(expires_at: float | None, now: float) -> list[Event]:
@@ -157,16 +193,3 @@ def _expiry_events(expires_at: float | None, now: float) -> list[Event]:
         events.append((expires_at - WARN_BEFORE_SECONDS, soon))
     events.append((expires_at, f"the access token expired ({format_utc(expires_at)}) while COMMAND is running"))
     return events
-
-
-def _die_of(number: int) -> NoReturn:
-    """Die of the signal that killed COMMAND, so the caller sees exactly what exec would show."""
-    import resource
-
-    # Dying of SIGQUIT or SIGABRT must not leave a core file of azexec behind.
-    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    with contextlib.suppress(OSError):  # SIGKILL and SIGSTOP cannot be set, and need not be
-        signal.signal(number, signal.SIG_DFL)
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, {number})
-    os.kill(os.getpid(), number)
-    os._exit(128 + number)  # not reached for a signal whose default action terminates

@@ -6,17 +6,23 @@ command fail later (expiry, tenant, audience) is read from the claims.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Iterable, Mapping
 from typing import Any, NamedTuple
 
+from azexec import ids
 from azexec.errors import TokenRejected
+from azexec.redact import show
 
 MAX_TOKEN_CHARS = 64 * 1024
 #: How far in the future ``nbf`` may lie, for clocks that disagree a little.
 CLOCK_SKEW_SECONDS = 300
 #: Below this much validity left, warn (unless --min-validity says otherwise).
 WARN_REMAINING_SECONDS = 300
+#: Claim times are clamped to 0001-01-01 .. 9999-12-31 (UTC), which every clock call here represents.
+MIN_TIME = -62135596800
+MAX_TIME = 253402300799
 
 #: Azure Resource Manager in the public, US Government and China clouds.
 ARM_AUDIENCES = frozenset(
@@ -93,7 +99,7 @@ def decode(token: str, origin: str, audiences: Iterable[str] = ()) -> Claims:
     try:
         payload = jwt.decode(token, options=options, audience=wanted or None)  # type: ignore[arg-type]
     except jwt.ExpiredSignatureError:
-        expired_at = _unverified_exp(token)
+        expired_at = _clamp(_unverified_payload(token).get("exp"))
         ago = time.time() - expired_at
         raise TokenRejected(
             f"the access token expired {describe_span(ago)} ago ({format_utc(expired_at)})", "get a fresh one"
@@ -104,20 +110,27 @@ def decode(token: str, origin: str, audiences: Iterable[str] = ()) -> Claims:
             _NO_VERIFY_HINT,
         ) from None
     except jwt.InvalidAudienceError:
-        found = ", ".join(_audiences(_unverified_payload(token))) or "none"
-        asked = ", ".join(dict.fromkeys(a for a in audiences))
-        raise TokenRejected(
-            f"the access token is for audience {found}, not {asked}",
-            f"request one with: az account get-access-token --resource {next(iter(audiences))}",
-        ) from None
-    except jwt.DecodeError:
-        raise TokenRejected(
-            f"the access token from {origin} is not a readable JWT (three base64url parts with JSON inside)",
-            _NO_VERIFY_HINT,
-        ) from None
-    except jwt.InvalidTokenError:
-        raise TokenRejected(f"the access token from {origin} has malformed claims", _NO_VERIFY_HINT) from None
+        found = ", ".join(show(a) for a in _audiences(_unverified_payload(token))) or "none"
+        asked = ", ".join(dict.fromkeys(show(a) for a in audiences))
+        first = next(iter(audiences))
+        hint = (
+            f"request one with: az account get-access-token --resource {first}"
+            if first == show(first)
+            else "check the --audience value: it looks like a token, not an audience"
+        )
+        raise TokenRejected(f"the access token is for audience {found}, not {asked}", hint) from None
+    except (jwt.InvalidTokenError, ValueError, TypeError, OverflowError, RecursionError):
+        raise TokenRejected(_unreadable(token, origin), _NO_VERIFY_HINT) from None
     return _claims(payload, origin)
+
+
+def _unreadable(token: str, origin: str) -> str:
+    """Say why pyjwt could not read TOKEN: not a JWT at all, or claims of the wrong kind."""
+    try:
+        _unverified_payload(token)
+    except Exception:  # any failure to read it means the same to the user
+        return f"the access token from {origin} is not a readable JWT (three base64url parts with JSON inside)"
+    return f"the access token from {origin} has malformed claims (exp, nbf or aud of the wrong type)"
 
 
 def check_validity(claims: Claims, min_validity: float | None, now: float | None = None) -> tuple[str, ...]:
@@ -158,14 +171,17 @@ def audience_warnings(claims: Claims, audiences: Iterable[str]) -> tuple[str, ..
         return ()
     if any(_normal(a) in ARM_AUDIENCES for a in claims.audiences):
         return ()
+    found = ", ".join(show(a) for a in claims.audiences)
     return (
-        f"the access token is for {', '.join(claims.audiences)}, not Azure Resource Manager, so most az "
+        f"the access token is for {found}, not Azure Resource Manager, so most az "
         "commands will fail; pass --audience to accept it quietly (or to make this an error)",
     )
 
 
 def describe_span(seconds: float) -> str:
     """Say a duration the way a person would: '12 minutes', '3 hours 5 minutes'."""
+    if not math.isfinite(seconds):
+        return "forever"
     seconds = int(abs(seconds))
     if seconds < 120:
         return _plural(seconds, "second")
@@ -213,10 +229,6 @@ def _unverified_payload(token: str) -> Mapping[str, Any]:
     return payload
 
 
-def _unverified_exp(token: str) -> int:
-    return int(_unverified_payload(token)["exp"])
-
-
 def _audiences(payload: Mapping[str, Any]) -> tuple[str, ...]:
     aud = payload.get("aud")
     if isinstance(aud, str):
@@ -240,7 +252,16 @@ def _number(payload: Mapping[str, Any], name: str, origin: str) -> int | None:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TokenRejected(f"the access token from {origin} has a non-numeric {name} claim", _NO_VERIFY_HINT)
-    return int(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        raise TokenRejected(f"the access token from {origin} has an {name} claim that is not a time", _NO_VERIFY_HINT)
+    return _clamp(value)
+
+
+def _clamp(value: object) -> int:
+    """Return a claim time as an int within MIN_TIME..MAX_TIME (0 for what is not a number)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:  # NaN
+        return 0
+    return int(min(max(value, MIN_TIME), MAX_TIME))
 
 
 def _claims(payload: Mapping[str, Any], origin: str) -> Claims:
@@ -248,10 +269,16 @@ def _claims(payload: Mapping[str, Any], origin: str) -> Claims:
     assert expires_at is not None  # pyjwt required it
     roles = payload.get("roles")
     scopes = payload.get("scp")
+    tenant = _text(payload, "tid")
+    if tenant is not None and not ids.is_guid(tenant):
+        raise TokenRejected(
+            f"the access token from {origin} has a tenant (tid claim) that is not a GUID: {show(tenant)}",
+            "an Azure access token names its tenant by ID; check where the token came from",
+        )
     return Claims(
         expires_at=expires_at,
         not_before=_number(payload, "nbf", origin),
-        tenant=_text(payload, "tid"),
+        tenant=tenant,
         audiences=_audiences(payload),
         user=_text(payload, "upn", "unique_name", "preferred_username", "email"),
         app=_text(payload, "appid", "azp"),

@@ -1,19 +1,40 @@
-"""Run a --token-cmd: no shell, bounded output, a deadline, and nothing left behind on timeout."""
+"""Run a --token-cmd: no shell, bounded output, a deadline, job control, and nothing left behind.
+
+The command runs in a process group of its own, so that its whole group can be
+killed on a timeout or when azexec is told to stop. When azexec is in the
+foreground of a terminal, the command gets the terminal (for a PIN or
+password prompt) exactly as a shell gives it to a job: set in the child before
+it runs, taken back when it stops or ends.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import os
-import selectors
+import select
 import shlex
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
-from typing import Any
+from typing import NamedTuple
 
 from azexec.errors import TokenSourceError, UsageError
+from azexec.process import Terminated, signal_numbers
+from azexec.redact import show
+
+#: Signals that end azexec while the command runs: the command's group is killed first.
+STOPPING = ("SIGTERM", "SIGHUP", "SIGINT", "SIGQUIT", "SIGUSR1", "SIGUSR2", "SIGALRM")
+#: A shell's status for a program that ended on Ctrl-C (bash's `read`, many CLIs).
+INTERRUPTED_STATUS = 128 + signal.SIGINT
+
+
+class Terminal(NamedTuple):
+    """The controlling terminal, when azexec is in its foreground."""
+
+    fd: int
+    #: Whether stdin is that terminal (then the command may read it).
+    is_stdin: bool
 
 
 def run(command: str, timeout: float, limit: int) -> bytes:
@@ -24,36 +45,57 @@ def run(command: str, timeout: float, limit: int) -> bytes:
         raise UsageError(f"--token-cmd cannot be split like a shell command: {e}") from None
     if not argv:
         raise UsageError("--token-cmd is empty")
-    name = argv[0]
+    name = show(argv[0])
     terminal = _foreground_terminal()
+    try:
+        with _stopping_raises(), _in_foreground(terminal):
+            return _run(argv, name, terminal, timeout, limit)
+    finally:
+        if terminal is not None:
+            os.close(terminal.fd)
+
+
+def _run(argv: list[str], name: str, terminal: Terminal | None, timeout: float, limit: int) -> bytes:
+    blocked = set(signal_numbers(STOPPING))
+    # Held off until the pid is known, so a signal can always kill what was started.
+    original_mask = signal.pthread_sigmask(signal.SIG_BLOCK, blocked)
     try:
         proc = subprocess.Popen(
             argv,
             # A prompt for a password or PIN needs the terminal; otherwise the
             # command must not eat input meant for COMMAND.
-            stdin=None if terminal is not None else subprocess.DEVNULL,
+            stdin=None if terminal is not None and terminal.is_stdin else subprocess.DEVNULL,
             stdout=subprocess.PIPE,
-            **_own_process_group(),
+            preexec_fn=lambda: _become_job(terminal, original_mask),  # azexec has no threads yet
         )
-    except FileNotFoundError:
-        raise TokenSourceError(f"--token-cmd: {name}: command not found", "install it or fix the command") from None
-    except OSError as e:
-        raise TokenSourceError(f"--token-cmd: {name}: {e.strerror}", "fix the command") from None
+    except BaseException as e:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, blocked)
+        if isinstance(e, FileNotFoundError):
+            raise TokenSourceError(f"--token-cmd: {name}: command not found", "install it or fix the command") from None
+        if isinstance(e, (OSError, ValueError)):  # ValueError: a NUL in an argument
+            reason = e.strerror if isinstance(e, OSError) else str(e)
+            raise TokenSourceError(f"--token-cmd: {name}: {reason}", "fix the command") from None
+        raise
 
     assert proc.stdout is not None
-    deadline = time.monotonic() + timeout
     try:
-        with _in_foreground(terminal, proc.pid):
-            output = _read_until(proc.stdout.fileno(), deadline, limit, timeout)
-            status = proc.wait(timeout=max(0.0, deadline - time.monotonic()))
-    except subprocess.TimeoutExpired:
-        _kill_group(proc)
-        raise _timed_out(timeout) from None
+        if terminal is not None:
+            _give_terminal(terminal.fd, proc.pid)  # as shells do, from both sides
+        # A signal held off since before the spawn is acted on here, and kills the group.
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, blocked)
+        output, status = _collect(proc, terminal, timeout, limit)
     except BaseException:
         _kill_group(proc)
         raise
     finally:
         proc.stdout.close()
+    # Whatever it left running in its group goes too: nothing outlives azexec.
+    with contextlib.suppress(OSError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    if terminal is not None and status in (-signal.SIGINT, INTERRUPTED_STATUS):
+        # The user pressed Ctrl-C at its prompt: stop as a plain program would,
+        # so that a shell loop or `make -k` stops too.
+        raise Terminated(signal.SIGINT)
     if status != 0:
         how = f"was killed by {_signal_name(-status)}" if status < 0 else f"exited with status {status}"
         # Its stdout may hold half a secret: never echo it.
@@ -61,25 +103,87 @@ def run(command: str, timeout: float, limit: int) -> bytes:
     return output
 
 
-def _read_until(fd: int, deadline: float, limit: int, timeout: float) -> bytes:
-    """Read FD to EOF, within DEADLINE and LIMIT bytes."""
+class _Wakeup:
+    """A pipe that SIGCHLD writes to, so one select() sees output, exits and stops alike."""
+
+    def __enter__(self) -> int:
+        self.read, self.write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self.previous_handler = signal.signal(signal.SIGCHLD, lambda *_: None)
+        self.previous_fd = signal.set_wakeup_fd(self.write, warn_on_full_buffer=False)
+        return self.read
+
+    def __exit__(self, *exc: object) -> None:
+        signal.set_wakeup_fd(self.previous_fd)
+        signal.signal(signal.SIGCHLD, self.previous_handler)
+        os.close(self.read)
+        os.close(self.write)
+
+
+def _collect(proc: subprocess.Popen[bytes], terminal: Terminal | None, timeout: float, limit: int) -> tuple[bytes, int]:
+    """Read the command's stdout to EOF and wait for it, within TIMEOUT and LIMIT bytes.
+
+    Time spent stopped (Ctrl-Z) does not count against the timeout.
+    """
+    assert proc.stdout is not None
+    out = proc.stdout.fileno()
     chunks: list[bytes] = []
     size = 0
-    with selectors.DefaultSelector() as selector:
-        selector.register(fd, selectors.EVENT_READ)
+    status: int | None = None
+    deadline = time.monotonic() + timeout
+    with _Wakeup() as wakeup:
+        # It may have ended before the handler was in place.
+        status, deadline = _reap(proc, terminal, deadline)
         while True:
             remaining = deadline - time.monotonic()
-            if remaining <= 0 or not selector.select(remaining):
+            if remaining <= 0:
                 raise _timed_out(timeout)
-            chunk = os.read(fd, 65536)
-            if not chunk:
-                return b"".join(chunks)
-            size += len(chunk)
-            if size > limit:
-                raise TokenSourceError(
-                    f"--token-cmd printed more than {limit // (1 << 20)} MiB", "it should print the token alone"
-                )
-            chunks.append(chunk)
+            watched = [wakeup] if out < 0 else [out, wakeup]
+            ready = select.select(watched, [], [], remaining)[0]
+            if wakeup in ready:
+                with contextlib.suppress(BlockingIOError):
+                    os.read(wakeup, 512)
+                if status is None:
+                    status, deadline = _reap(proc, terminal, deadline)
+            if out in ready:
+                chunk = os.read(out, 65536)
+                if not chunk:
+                    out = -1
+                else:
+                    size += len(chunk)
+                    if size > limit:
+                        raise TokenSourceError(
+                            f"--token-cmd printed more than {limit // (1 << 20)} MiB", "it should print the token alone"
+                        )
+                    chunks.append(chunk)
+            if out < 0 and status is not None:
+                return b"".join(chunks), status
+
+
+def _reap(proc: subprocess.Popen[bytes], terminal: Terminal | None, deadline: float) -> tuple[int | None, float]:
+    """Collect the command's exit status, or follow it into a stop; return the status and the deadline."""
+    while True:
+        pid, wait_status = os.waitpid(proc.pid, os.WNOHANG | os.WUNTRACED)
+        if pid == 0:
+            return None, deadline
+        if not os.WIFSTOPPED(wait_status):
+            proc.returncode = os.waitstatus_to_exitcode(wait_status)
+            return proc.returncode, deadline
+        stopped = time.monotonic()
+        _stop_too(proc.pid, terminal)
+        deadline += time.monotonic() - stopped
+
+
+def _stop_too(pgid: int, terminal: Terminal | None) -> None:
+    """The command stopped (Ctrl-Z): stop azexec as well, and resume both on `fg`."""
+    if terminal is not None:
+        _give_terminal(terminal.fd, os.getpgrp())
+    # The shell sees its job stop, and gives back the prompt.
+    os.kill(os.getpid(), signal.SIGTSTP)
+    # Continued: by `fg` (the terminal is ours again) or `bg`.
+    if terminal is not None and _owns(terminal.fd):
+        _give_terminal(terminal.fd, pgid)
+    with contextlib.suppress(OSError):
+        os.killpg(pgid, signal.SIGCONT)
 
 
 def _timed_out(timeout: float) -> TokenSourceError:
@@ -89,55 +193,82 @@ def _timed_out(timeout: float) -> TokenSourceError:
     )
 
 
-def _own_process_group() -> dict[str, Any]:
-    """Start the command in a process group of its own, so a timeout kills all it started."""
-    if os.name != "posix":
-        return {}
-    if sys.version_info >= (3, 11):
-        return {"process_group": 0}
-    return {"preexec_fn": os.setpgrp}  # pragma: no cover - Python 3.10
+def _become_job(terminal: Terminal | None, mask: set[int | signal.Signals]) -> None:
+    """In the child, before exec: a process group of its own, in the terminal's foreground.
+
+    Taking the terminal here, as shells do, means the command owns it before
+    it can print a prompt: a Ctrl-C at that prompt reaches the command.
+    """
+    os.setpgid(0, 0)
+    if terminal is not None:
+        _give_terminal(terminal.fd, os.getpgrp())
+    # The parent holds off the stopping signals around the spawn; the command must not.
+    signal.pthread_sigmask(signal.SIG_SETMASK, mask)
 
 
-def _foreground_terminal() -> int | None:
-    """Return stdin's fd when it is the terminal and azexec is in its foreground."""
-    if os.name != "posix":
-        return None
+def _give_terminal(fd: int, pgid: int) -> None:
+    """Make PGID the terminal's foreground group, even from the background."""
+    # tcsetpgrp from a background group raises SIGTTOU unless it is blocked.
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTTOU})
     try:
-        if os.isatty(0) and os.tcgetpgrp(0) == os.getpgrp():
-            return 0
+        with contextlib.suppress(OSError):
+            os.tcsetpgrp(fd, pgid)
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+def _owns(fd: int) -> bool:
+    try:
+        return os.tcgetpgrp(fd) == os.getpgrp()
     except OSError:
-        pass
-    return None
+        return False
 
 
-@contextmanager
-def _in_foreground(terminal: int | None, pgid: int) -> Iterator[None]:
-    """Hand the terminal to the command's group while it runs, as a shell does for a job."""
-    if terminal is None:
-        yield
-        return
-    # tcsetpgrp from a background group raises SIGTTOU: ignore it for the switch.
-    previous = signal.signal(signal.SIGTTOU, signal.SIG_IGN)
+def _foreground_terminal() -> Terminal | None:
+    """Return azexec's controlling terminal when azexec is in its foreground."""
     try:
-        with suppress(OSError):
-            os.tcsetpgrp(terminal, pgid)
-            # It may have stopped on SIGTTIN reading the terminal before the switch.
-            os.killpg(pgid, signal.SIGCONT)
+        fd = os.open("/dev/tty", os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
+    except OSError:
+        return None
+    if not _owns(fd):
+        os.close(fd)
+        return None
+    # tcgetpgrp answers only for the controlling terminal: stdin is that terminal.
+    return Terminal(fd, is_stdin=os.isatty(0) and _owns(0))
+
+
+@contextlib.contextmanager
+def _in_foreground(terminal: Terminal | None) -> Iterator[None]:
+    """Take the terminal back for azexec when the command is done, however it ended."""
+    try:
         yield
     finally:
-        with suppress(OSError):
-            os.tcsetpgrp(terminal, os.getpgrp())
-        signal.signal(signal.SIGTTOU, previous)
+        if terminal is not None:
+            _give_terminal(terminal.fd, os.getpgrp())
+
+
+@contextlib.contextmanager
+def _stopping_raises() -> Iterator[None]:
+    """Turn a signal that would end azexec into Terminated, so the command's group is killed first."""
+
+    def handler(signum: int, frame: object) -> None:
+        raise Terminated(signum)
+
+    previous = {number: signal.signal(number, handler) for number in signal_numbers(STOPPING)}
+    try:
+        yield
+    finally:
+        for number, action in previous.items():
+            signal.signal(number, action)
 
 
 def _kill_group(proc: subprocess.Popen[bytes]) -> None:
     """Kill the command and everything in its process group, then reap it."""
-    with suppress(OSError):
-        if os.name == "posix":
-            os.killpg(proc.pid, signal.SIGKILL)
-        else:  # pragma: no cover - Windows
-            proc.kill()
-    proc.wait()
+    with contextlib.suppress(OSError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    if proc.returncode is None:
+        with contextlib.suppress(ChildProcessError):
+            proc.wait()
 
 
 def _signal_name(number: int) -> str:

@@ -65,7 +65,7 @@ def test_a_variable_and_an_option_naming_two_sources_conflict(private_file: Call
     path = private_file(make_token())
     result = run("--token-cmd", f"cat {path}", "--", "true", env=base_env(AZEXEC_TOKEN_FILE=str(path)))
     assert result.returncode == 2
-    assert "both --token-file and --token-cmd" in result.stderr
+    assert "both AZEXEC_TOKEN_FILE and --token-cmd" in result.stderr
 
 
 def test_configuration_variables_never_carry_the_token(private_file: Callable[..., Path]) -> None:

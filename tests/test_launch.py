@@ -93,17 +93,19 @@ def test_command_not_found_is_127(token: str) -> None:
 
 @pytest.mark.parametrize(
     ("content", "mode"),
-    [("#!/bin/sh\necho hi\n", 0o644), ("\x7fELF garbage", 0o755), (None, 0o755)],
-    ids=["not-executable", "exec-format-error", "directory"],
+    [("#!/bin/sh\necho hi\n", 0o644), ("loop", 0o755), (None, 0o755)],
+    ids=["not-executable", "symlink-loop", "directory"],
 )
 def test_command_not_executable_is_126(token: str, tmp_path: Path, content: str | None, mode: int) -> None:
-    """Found but not executable (no x bit, bad format, a directory) exits 126."""
+    """Found but not executable (no x bit, a symlink loop, a directory) exits 126."""
     target = tmp_path / "cmd"
     if content is None:
         target.mkdir()
+    elif content == "loop":
+        target.symlink_to(target)
     else:
         target.write_text(content)
-    target.chmod(mode)
+        target.chmod(mode)
     result = run("--token-env", "T", "--", str(target), env=base_env(T=token))
     assert result.returncode == 126, explain(result)
     assert result.stderr.startswith(f"azexec: {target}: ")

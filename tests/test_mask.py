@@ -72,8 +72,37 @@ def test_pump_copies_a_large_stream_exactly() -> None:
     threads = [threading.Thread(target=feed), threading.Thread(target=drain)]
     for t in threads:
         t.start()
-    pump(source_r, target_w, SECRET)
+    exited_r, exited_w = os.pipe()
+    pump(source_r, target_w, SECRET, exited_r)
     os.close(target_w)
+    os.close(exited_r)
+    os.close(exited_w)
     for t in threads:
         t.join()
     assert received[0] == data.replace(SECRET, b"***")
+
+
+def test_pump_passes_on_what_command_left_in_the_pipe_then_stops() -> None:
+    """After COMMAND exits, all it wrote is passed on; a writer still holding the pipe is cut off."""
+    source_r, source_w = os.pipe()
+    target_r, target_w = os.pipe()
+    exited_r, exited_w = os.pipe()
+    os.write(source_w, b"x" * 60_000 + SECRET)  # COMMAND's output, waiting in the pipe
+    os.close(exited_w)  # COMMAND has exited; source_w stays open, as a background job would hold it
+    received = bytearray()
+
+    def drain() -> None:
+        while chunk := os.read(target_r, 4096):
+            received.extend(chunk)
+
+    reader = threading.Thread(target=drain)
+    reader.start()
+    try:
+        pump(source_r, target_w, SECRET, exited_r)
+    finally:
+        os.close(target_w)
+        reader.join()
+        os.close(source_w)
+        os.close(exited_r)
+        os.close(target_r)
+    assert bytes(received) == b"x" * 60_000 + b"***"

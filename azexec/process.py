@@ -1,0 +1,100 @@
+"""azexec's own process: standard descriptors, core dumps, and dying of a signal like env(1)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+from collections.abc import Iterator
+from typing import NoReturn
+
+#: Signals whose default action dumps core; they must not dump azexec while it holds a token.
+CORE_SIGNALS = ("SIGQUIT", "SIGABRT", "SIGBUS", "SIGFPE", "SIGILL", "SIGSEGV", "SIGSYS", "SIGTRAP", "SIGXCPU")
+
+#: The caller's core-file limit, restored for COMMAND alone.
+_caller_core_limit: tuple[int, int] | None = None
+#: The standard fds the caller left closed; they stay closed for COMMAND.
+closed_at_start: tuple[int, ...] = ()
+
+
+class Terminated(BaseException):  # named like KeyboardInterrupt, which it mirrors
+    """Raised when a signal tells azexec to stop; azexec cleans up, then dies of SIGNUM."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def reserve_standard_fds() -> None:
+    """Park /dev/null on closed fds 0-2, close-on-exec, and note which they were.
+
+    Otherwise the first file or pipe azexec opens would become fd 1 and reach
+    COMMAND as its stdout. Close-on-exec keeps them closed for COMMAND, as env(1) does.
+    """
+    global closed_at_start
+    closed = []
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            closed.append(fd)
+            placeholder = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
+            if placeholder != fd:  # pragma: no cover - os.open takes the lowest free fd
+                os.dup2(placeholder, fd, inheritable=False)
+                os.close(placeholder)
+    closed_at_start = tuple(closed)
+
+
+def no_core_dumps() -> None:
+    """Stop azexec's own process from dumping core: a core file would hold the token."""
+    global _caller_core_limit
+    import resource
+
+    with contextlib.suppress(OSError, ValueError):
+        soft, hard = resource.getrlimit(resource.RLIMIT_CORE)
+        _caller_core_limit = (soft, hard)
+        # Only the soft limit: the hard one stays, so COMMAND can get the caller's back.
+        resource.setrlimit(resource.RLIMIT_CORE, (0, hard))
+
+
+@contextlib.contextmanager
+def caller_core_limit() -> Iterator[None]:
+    """Give the caller's core-file limit back while COMMAND is exec'd or spawned.
+
+    The caller's signals that dump core are held off meanwhile (handled or
+    blocked by the caller of this function), so azexec itself never dumps.
+    """
+    if _caller_core_limit is None:
+        yield
+        return
+    import resource
+
+    resource.setrlimit(resource.RLIMIT_CORE, _caller_core_limit)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(OSError, ValueError):
+            resource.setrlimit(resource.RLIMIT_CORE, (0, _caller_core_limit[1]))
+
+
+def signal_numbers(names: tuple[str, ...]) -> list[signal.Signals]:
+    """Return the signals of NAMES that this platform has."""
+    return [getattr(signal, name) for name in names if hasattr(signal, name)]
+
+
+def die_of(number: int) -> NoReturn:
+    """Die of signal NUMBER, so the caller sees exactly what it would see of COMMAND.
+
+    Without a core file: the soft core limit is zero from the start.
+    """
+    import sys
+
+    with contextlib.suppress(Exception):
+        sys.stdout.flush()
+    with contextlib.suppress(Exception):
+        sys.stderr.flush()
+    with contextlib.suppress(OSError, ValueError):  # SIGKILL and SIGSTOP cannot be set, and need not be
+        signal.signal(number, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {number})
+    os.kill(os.getpid(), number)
+    os._exit(128 + number)  # not reached for a signal whose default action terminates
