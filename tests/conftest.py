@@ -150,15 +150,23 @@ def private_file(tmp_path: Path) -> Callable[..., Path]:
 class Terminal:
     """azexec running on a pty that is its controlling terminal, as in an interactive shell."""
 
-    def __init__(self, args: list[str], env: dict[str, str]) -> None:
+    def __init__(
+        self, args: list[str], env: dict[str, str], *, program: str = AZEXEC, stdin: int | None = None
+    ) -> None:
+        """Run PROGRAM ARGS on a new pty; STDIN replaces the pty as stdin (it stays the controlling terminal)."""
         self.master, slave = os.openpty()
 
         def take_terminal() -> None:
             os.setsid()
-            fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+            fcntl.ioctl(1, termios.TIOCSCTTY, 0)
 
         self.proc = subprocess.Popen(
-            [AZEXEC, *args], stdin=slave, stdout=slave, stderr=slave, env=env, preexec_fn=take_terminal
+            [program, *args],
+            stdin=slave if stdin is None else stdin,
+            stdout=slave,
+            stderr=slave,
+            env=env,
+            preexec_fn=take_terminal,
         )
         os.close(slave)
         self.output = b""
@@ -198,8 +206,8 @@ def terminal() -> Iterator[Callable[[list[str], dict[str, str]], Terminal]]:
     """Start azexec on a terminal; whatever a test leaves running is killed afterwards."""
     started: list[Terminal] = []
 
-    def start(args: list[str], env: dict[str, str]) -> Terminal:
-        started.append(Terminal(args, env))
+    def start(args: list[str], env: dict[str, str], **options: Any) -> Terminal:
+        started.append(Terminal(args, env, **options))
         return started[-1]
 
     yield start

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from conftest import OTHER_TENANT, SUBSCRIPTION, TENANT, base_env, explain, make_token, run
+from conftest import AZEXEC, OTHER_TENANT, SUBSCRIPTION, TENANT, base_env, explain, make_token, run
 
 from azexec.cli import cli
 
@@ -210,3 +211,96 @@ def test_dry_run_reports_errors_with_their_code(private_file: Callable[..., Path
     result = run("--dry-run", "--token-file", str(private_file(make_token(lifetime=-5))), "--", "true")
     assert result.returncode == 125
     assert result.stdout == ""
+
+
+def _forged(**claims: object) -> str:
+    """A token with claims pyjwt would not encode (NaN, surrogates): JSON written by hand."""
+    import base64
+
+    def part(data: object) -> str:
+        return base64.urlsafe_b64encode(json.dumps(data).encode()).decode().rstrip("=")
+
+    payload = {"aud": "https://management.azure.com/", "exp": 4102444800, "tid": TENANT, **claims}
+    return f"{part({'alg': 'HS256'})}.{part(payload)}.c2lnbmF0dXJl"
+
+
+@pytest.mark.parametrize(
+    ("args", "stdin", "status"),
+    [
+        (["--token-stdin"], _forged(nbf=float("nan")), 125),
+        (["--token-stdin"], _forged(nbf=float("inf")), 125),
+        (["--token-stdin"], _forged(exp=float("inf")), 125),
+        (["--token-stdin"], _forged(tid="\0"), 125),
+        (["--token-stdin"], _forged(tid="\udc80"), 125),
+        (["--dry-run", "--token-stdin"], _forged(tid="\udc80"), 125),
+        (["--dry-run", "--token-stdin"], _forged(upn="\udc80\ud800"), 0),
+        (["--token-stdin"], "[" * 100_000 + "]" * 100_000, 125),
+        (["--token-stdin"], "{" + '"a":' * 50_000 + "1" + "}" * 50_000, 125),
+        (["--token-stdin", "--token-cmd-timeout", "inf"], _forged(), 2),
+        (["--token-stdin", "--token-cmd-timeout", "nan"], _forged(), 2),
+        (["--token-stdin", "--token-cmd-timeout", "1e10"], _forged(), 2),
+        (["--token-stdin", "--token-cmd-timeout", "99999999999h"], _forged(), 2),
+        (["--token-stdin", "--min-validity", "9" * 400], _forged(), 2),
+    ],
+    ids=[
+        "nbf-nan",
+        "nbf-inf",
+        "exp-inf",
+        "tid-nul",
+        "tid-surrogate",
+        "dry-run-tid-surrogate",
+        "dry-run-upn-surrogates",
+        "json-deep-array",
+        "json-deep-object",
+        "timeout-inf",
+        "timeout-nan",
+        "timeout-1e10",
+        "timeout-hours",
+        "min-validity-400-digits",
+    ],
+)
+def test_no_traceback_for_any_input(args: list[str], stdin: str, status: int) -> None:
+    """Hostile values end in one clear message and the usual status, never a traceback."""
+    result = run(*args, "--", "true", input=stdin.encode("utf-8", "surrogatepass"))
+    assert result.returncode == status, explain(result)
+    assert "Traceback" not in result.stderr
+    if status == 125:
+        assert len(result.stderr.splitlines()) == 1, result.stderr
+
+
+def test_azexec_json_set_globally_does_not_break_a_run() -> None:
+    """AZEXEC_JSON=1 in the environment applies to --dry-run only; a plain run still runs."""
+    result = run(
+        "--token-env", "T", "--", "printenv", "AZURE_CLI_TENANT_ID", env=base_env(T=make_token(), AZEXEC_JSON="1")
+    )
+    assert (result.returncode, result.stdout) == (0, f"{TENANT}\n"), explain(result)
+
+
+def test_json_on_the_command_line_still_needs_dry_run() -> None:
+    """--json typed without --dry-run stays a usage error."""
+    result = run("--json", "--token-env", "T", "--", "true", env=base_env(T=make_token()))
+    assert result.returncode == 2
+
+
+def test_a_path_that_is_not_utf8_gets_a_runnable_chmod_hint(tmp_path: Path) -> None:
+    """The warning's `chmod 600 …` is quoted so that pasting it into bash fixes that very file."""
+    raw = os.fsencode(tmp_path) + b"/tok\xff en"
+    fd = os.open(raw, os.O_WRONLY | os.O_CREAT, 0o644)
+    os.write(fd, make_token().encode())
+    os.close(fd)
+    os.chmod(raw, 0o644)
+    result = subprocess.run(
+        [AZEXEC, "--token-file", raw, "--", "true"], capture_output=True, env=base_env(), timeout=30
+    )
+    assert result.returncode == 0, result.stderr
+    hint = result.stderr.decode().split("run: ", 1)[1].strip()
+    subprocess.run(["bash", "-c", hint], check=True, timeout=30)
+    assert os.stat(raw).st_mode & 0o777 == 0o600
+
+
+def test_absurd_expiry_is_described_not_printed_as_digits() -> None:
+    """exp = 10**300 is clamped to year 9999 in --dry-run, not shown as a 300-digit number."""
+    result = run("--dry-run", "--token-stdin", "--", "true", input=_forged(exp=10**300))
+    assert result.returncode == 0, explain(result)
+    assert "9999-12-31 23:59:59 UTC" in result.stdout
+    assert "0" * 50 not in result.stdout

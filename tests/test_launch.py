@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -156,3 +157,65 @@ def test_command_gets_default_sigpipe(token: str) -> None:
         ["bash", "-c", script], capture_output=True, text=True, env=base_env(T=token), timeout=30, check=False
     )
     assert result.stdout == "y\nstatus 141\n", result.stderr
+
+
+def test_a_script_without_shebang_runs_through_sh(token: str, tmp_path: Path) -> None:
+    """execvp's ENOEXEC fallback, as env(1) and shells do: /bin/sh runs it, in exec and resident mode."""
+    script = tmp_path / "script"
+    script.write_text('echo "from sh: $1"\n')
+    script.chmod(0o755)
+    for mode in ([], ["--no-exec"], ["--mask"]):
+        result = run(*mode, "--token-env", "T", "--", str(script), "arg", env=base_env(T=token))
+        assert (result.returncode, result.stdout) == (0, "from sh: arg\n"), explain(result)
+
+
+def test_a_command_name_too_long_exits_126(token: str) -> None:
+    """ENAMETOOLONG is 'cannot execute' (126), as env(1) says, not azexec's own failure."""
+    result = run("--token-env", "T", "--", "a" * 300, env=base_env(T=token))
+    assert result.returncode == 126, explain(result)
+    assert len(result.stderr.splitlines()) == 1
+
+
+def exec_size(argv: list[str], env: dict[str, str]) -> int:
+    """What execve(2) counts against ARG_MAX: the strings, the file name and one pointer each."""
+    strings = sum(len(a.encode()) + 1 for a in argv) + sum(len(f"{k}={v}".encode()) + 1 for k, v in env.items())
+    return strings + len(argv[0].encode()) + 1 + 8 * (len(argv) + len(env))
+
+
+@pytest.mark.parametrize("mode", [[], ["--no-exec"]], ids=["exec", "resident"])
+def test_an_environment_too_big_for_exec_exits_126(token: str, mode: list[str]) -> None:
+    """Near ARG_MAX, the token's variables tip COMMAND's exec into E2BIG: 126 with a one-line reason."""
+    argv = [AZEXEC, *mode, "--token-stdin", "--", "true"]
+    env = base_env()
+    # azexec starts 300 bytes under the limit; the token's variables (~800 bytes) take COMMAND over it.
+    room = os.sysconf("SC_ARG_MAX") - 300 - exec_size(argv, env)
+    chunk = 100_000  # under the kernel's per-string limit (128 KiB)
+    index = 0
+    while room > 0:
+        value = "x" * max(1, min(chunk, room - 20))
+        env[f"FILL{index:04d}"] = value
+        room -= len(value) + len(f"FILL{index:04d}=") + 1 + 8
+        index += 1
+    result = run(*argv[1:], env=env, input=token)
+    assert result.returncode == 126, explain(result)
+    assert "too long" in result.stderr
+
+
+def test_dry_run_predicts_an_empty_path_as_the_current_directory(token: str, tmp_path: Path) -> None:
+    """PATH="" searches the current directory, for exec and for --dry-run alike."""
+    tool = tmp_path / "tool"
+    tool.write_text("#!/bin/sh\necho ran\n")
+    tool.chmod(0o755)
+    env = base_env(T=token, PATH="")
+    dry = run("--dry-run", "--token-env", "T", "--", "tool", env=env, cwd=tmp_path)
+    assert f"  found at: {tool.name}" in dry.stdout, explain(dry)
+    real = run("--token-env", "T", "--", "tool", env=env, cwd=tmp_path)
+    assert (real.returncode, real.stdout) == (0, "ran\n"), explain(real)
+
+
+def test_dry_run_predicts_126_for_a_file_that_is_not_executable(token: str, tmp_path: Path) -> None:
+    """A file found but without the x bit: --dry-run says running it would exit 126."""
+    tool = tmp_path / "tool"
+    tool.write_text("#!/bin/sh\n")
+    result = run("--dry-run", "--token-env", "T", "--", str(tool), env=base_env(T=token))
+    assert f"  {tool} is at {tool} but is not executable: running it would exit 126" in result.stdout

@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import jwt
 import pytest
 from click.testing import CliRunner
 from conftest import AZEXEC, TENANT, all_gone, base_env, explain, make_token, run
@@ -423,3 +424,182 @@ def test_core_dumps_are_off_when_dying_of_a_signal(tmp_path: Path) -> None:
     )
     assert result.returncode == -signal.SIGQUIT, result.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def _wait_for_child(pid: int, within: float = 20) -> None:
+    """Return once PID has a child (its token command has started)."""
+    deadline = time.monotonic() + within
+    while not [p for p in Path("/proc").iterdir() if p.name.isdigit() and _parent(p) == pid]:
+        assert time.monotonic() < deadline, "the token command never started"
+        time.sleep(0.02)
+
+
+@pytest.mark.parametrize("name", ["SIGQUIT", "SIGABRT"])
+def test_no_core_dump_while_a_token_command_runs(tmp_path: Path, name: str) -> None:
+    """A signal that dumps core, sent while --token-cmd runs, leaves no core file of azexec (it holds a secret)."""
+    script = f'ulimit -c unlimited; exec "{AZEXEC}" --token-cmd "sleep 30" -- true'
+    proc = subprocess.Popen(["sh", "-c", script], cwd=tmp_path, env=base_env(CI_SECRET=GOOD), stderr=subprocess.PIPE)
+    try:
+        _wait_for_child(proc.pid)
+        proc.send_signal(getattr(signal, name))
+        assert proc.wait(timeout=20) == -getattr(signal, name)
+    finally:
+        proc.kill()
+        proc.wait()
+        assert proc.stderr is not None
+        proc.stderr.close()
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("mode", [[], ["--no-exec"]], ids=["exec", "resident"])
+def test_command_keeps_the_callers_core_limit(mode: list[str]) -> None:
+    """azexec turns core dumps off for itself only: COMMAND sees the caller's `ulimit -c`."""
+    script = f'ulimit -c unlimited; exec "{AZEXEC}" {" ".join(mode)} --token-env T -- sh -c "ulimit -c"'
+    result = subprocess.run(
+        ["sh", "-c", script], env=base_env(T=GOOD), capture_output=True, text=True, timeout=30, check=False
+    )
+    assert (result.returncode, result.stdout) == (0, "unlimited\n"), result.stderr
+
+
+# ---------------------------------------------------------------- misplaced tokens
+
+#: Tokens where a name, path, ID, duration or command belongs: a JWT, and an opaque secret.
+MISPLACED = {"jwt": GOOD, "opaque": "Zq3" + "x7Kp9" * 12 + "Wm2"}
+#: Options that take a value, with what else the run needs.
+VALUE_OPTIONS = {
+    "--token-env": [],
+    "--token-file": [],
+    "--env-file": [],
+    "--token-cmd": [],
+    "--subscription": ["--token-env", "GOOD"],
+    "--tenant": ["--token-env", "GOOD"],
+    "--min-validity": ["--token-env", "GOOD"],
+    "--token-cmd-timeout": ["--token-env", "GOOD"],
+    "--audience": ["--token-env", "GOOD"],
+}
+
+
+def assert_not_printed(secret: str, *outputs: str) -> None:
+    """SECRET, and any 12-character piece of it, appears in no output."""
+    text = "".join(outputs)
+    pieces = {secret[i : i + 12] for i in range(len(secret) - 11)}
+    assert not [p for p in pieces if p in text], f"secret material printed: {text[:300]}"
+
+
+@pytest.mark.parametrize("kind", list(MISPLACED))
+@pytest.mark.parametrize("option", list(VALUE_OPTIONS))
+def test_a_token_given_to_any_option_is_never_printed(option: str, kind: str) -> None:
+    """A token typed where a value of another kind belongs fails without echoing it; its fingerprint is shown."""
+    secret = MISPLACED[kind]
+    result = run(option, secret, *VALUE_OPTIONS[option], "--", "true", env=base_env(GOOD=make_token()))
+    assert result.returncode in (2, 125), explain(result)
+    assert "Traceback" not in result.stderr
+    assert_not_printed(secret, result.stdout, result.stderr)
+    assert "<redacted: " in result.stderr
+
+
+@pytest.mark.parametrize("kind", list(MISPLACED))
+@pytest.mark.parametrize("option", list(VALUE_OPTIONS))
+def test_a_token_in_any_azexec_variable_is_never_printed(option: str, kind: str) -> None:
+    """The same through the option's AZEXEC_* variable."""
+    secret = MISPLACED[kind]
+    variable = "AZEXEC_" + option[2:].upper().replace("-", "_")
+    env = base_env(GOOD=make_token(), **{variable: secret})
+    result = run(*VALUE_OPTIONS[option], "--", "true", env=env)
+    assert result.returncode in (2, 125), explain(result)
+    assert "Traceback" not in result.stderr
+    assert_not_printed(secret, result.stdout, result.stderr)
+
+
+@pytest.mark.parametrize("kind", list(MISPLACED))
+@pytest.mark.parametrize("mode", [[], ["--no-exec"], ["--mask"], ["--dry-run"], ["--dry-run", "--json"]], ids=str)
+def test_a_token_given_as_command_is_never_printed(mode: list[str], kind: str) -> None:
+    """COMMAND that is a token: not found (or too long a name) without echoing it, in every mode."""
+    secret = MISPLACED[kind]
+    result = run(*mode, "--token-env", "GOOD", "--", secret, "arg", env=base_env(GOOD=make_token()))
+    assert result.returncode in ((0,) if "--dry-run" in mode else (126, 127)), explain(result)
+    assert_not_printed(secret, result.stdout, result.stderr)
+    assert "<redacted: " in result.stdout + result.stderr
+
+
+# ---------------------------------------------------------------- claims are untrusted
+
+ESCAPES = "\x1b]0;pwned\x07\x1b[31m\u202e\x9b"
+
+
+@pytest.mark.parametrize("tid", [f"{TENANT}\n", f"{TENANT} x", f"\x1b]0;{TENANT}\x07", "\0", "\udc80", "contoso.com"])
+def test_a_tid_that_is_not_a_guid_is_refused(tid: str) -> None:
+    """tid becomes AZURE_CLI_TENANT_ID: anything but a GUID is a one-line 125, shown escaped."""
+    result = run("--token-env", "T", "--", "true", env=base_env(T=make_token(tid=tid)))
+    assert result.returncode == 125, explain(result)
+    assert "tenant (tid claim) that is not a GUID" in result.stderr
+    assert len(result.stderr.splitlines()) == 1
+    assert "\x1b" not in result.stderr
+    assert "\0" not in result.stderr
+
+
+@pytest.mark.parametrize("json_output", [False, True], ids=["text", "json"])
+def test_dry_run_escapes_every_claim(json_output: bool) -> None:
+    """A forged token cannot write terminal escape sequences through --dry-run, even piped."""
+    tok = make_token(upn=f"alice{ESCAPES}", aud=f"https://evil{ESCAPES}", appid=ESCAPES, roles=[ESCAPES], scp=ESCAPES)
+    options = ["--dry-run", "--json"] if json_output else ["--dry-run"]
+    result = run(*options, "--token-env", "T", "--", "true", env=base_env(T=tok))
+    assert result.returncode == 0, explain(result)
+    for char in "\x1b\x07\u202e\x9b":
+        assert char not in result.stdout + result.stderr
+    assert "alice" in result.stdout
+
+
+CLAIM_VALUES = st.one_of(
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.integers(min_value=-(10**400), max_value=10**400),
+    st.text(alphabet=st.characters(codec=None), max_size=40),
+    st.lists(st.text(max_size=5), max_size=3),
+    st.none(),
+    st.booleans(),
+)
+
+
+def raw_token(payload: dict[str, object]) -> str:
+    """Encode PAYLOAD as a JWT whatever it holds (pyjwt's encoder refuses odd claims)."""
+
+    def part(data: object) -> str:
+        text = json.dumps(data, allow_nan=True).encode("utf-8", "surrogatepass")
+        return base64.urlsafe_b64encode(text).decode().rstrip("=")
+
+    return f"{part({'alg': 'HS256', 'typ': 'JWT'})}.{part(payload)}.{SIGNATURE}"
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(claim=st.sampled_from(["exp", "nbf", "tid", "aud", "upn", "appid", "roles", "scp", "iss"]), value=CLAIM_VALUES)
+def test_any_claim_value_gives_a_clean_answer(claim: str, value: object) -> None:
+    """Property: NaN, huge, control characters, surrogates in any claim: exit 0 or 125, no traceback, no raw escape."""
+    tok = raw_token({**jwt.decode(GOOD, options={"verify_signature": False}), claim: value})
+    for options in (["--dry-run"], ["--dry-run", "--json"]):
+        result = CliRunner().invoke(cli, [*options, "--token-stdin", "--", "true"], input=tok)
+        assert result.exit_code in (0, 125), result.output
+        assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
+        assert "\x1b" not in result.output
+        assert_no_leak(tok, result.output)
+
+
+# ---------------------------------------------------------------- no bytecode
+
+
+def test_an_install_without_bytecode_writes_none(tmp_path: Path, private_file: Callable[..., Path]) -> None:
+    """`pip install --no-compile`: running azexec writes no .pyc, of its own or of its dependencies."""
+    root = Path(__file__).resolve().parent.parent
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
+    subprocess.run(
+        [str(venv / "bin" / "pip"), "install", "-q", "--no-compile", str(root)],
+        check=True,
+        timeout=600,
+        capture_output=True,
+    )
+    before = set(venv.rglob("*.pyc"))
+    env = {k: v for k, v in base_env(T=GOOD).items() if k != "PYTHONDONTWRITEBYTECODE"}
+    for args in (["--token-env", "T", "--", "true"], ["--dry-run", "--token-env", "T", "--", "true"]):
+        result = subprocess.run([str(venv / "bin" / "azexec"), *args], env=env, capture_output=True, timeout=60)
+        assert result.returncode == 0, result.stderr
+    assert set(venv.rglob("*.pyc")) == before

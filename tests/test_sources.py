@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import subprocess
 import threading
 import time
 from collections.abc import Callable
@@ -251,3 +253,127 @@ def test_from_command_that_exits_but_leaves_stdout_open_times_out(tmp_path: Path
     command = "sh -c 'echo eyJ.tok.en; sleep 300 &'"
     with pytest.raises(TokenSourceError, match="did not finish within 1s"):
         sources.from_command(command, timeout=1)
+
+
+def test_env_file_values_are_literal(private_file: Callable[..., Path]) -> None:
+    """${VAR} is not expanded: it names no variable of azexec's environment, and a token reference is an error."""
+    path = private_file(f"AZURE_CLI_ACCESS_TOKEN=${{CI_SECRET}}\nAZURE_CLI_TENANT_ID={TENANT}\n", name="a.env")
+    with pytest.raises(TokenSourceError, match=r"refers to \$\{CI_SECRET\}.*use --token-env CI_SECRET"):
+        sources.from_env_file(str(path))
+
+
+def test_env_file_does_not_reimport_a_stale_value(
+    private_file: Callable[..., Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """AZURE_CLI_SUBSCRIPTION_ID=${AZURE_CLI_SUBSCRIPTION_ID} cannot bring back the value azexec drops."""
+    monkeypatch.setenv("AZURE_CLI_SUBSCRIPTION_ID", SUBSCRIPTION)
+    path = private_file("AZURE_CLI_SUBSCRIPTION_ID=${AZURE_CLI_SUBSCRIPTION_ID}\n", name="a.env")
+    with pytest.raises(TokenSourceError, match="taken literally"):
+        sources.from_env_file(str(path))
+
+
+def test_env_file_with_an_empty_token_says_so(private_file: Callable[..., Path]) -> None:
+    """An empty AZURE_CLI_ACCESS_TOKEN= is reported as empty, like the other sources."""
+    from azexec import plan
+
+    path = private_file(f"AZURE_CLI_ACCESS_TOKEN=\nAZURE_CLI_TENANT_ID={TENANT}\n", name="a.env")
+    with pytest.raises(TokenSourceError, match="AZURE_CLI_ACCESS_TOKEN is empty"):
+        plan.prepare(plan.Request(env_files=(str(path),)), {})
+
+
+def test_env_file_parse_errors_are_azexec_warnings(private_file: Callable[..., Path]) -> None:
+    """A line python-dotenv cannot parse becomes one azexec warning naming the line, not a library log line."""
+    path = private_file(f'AZURE_CLI_TENANT_ID={TENANT}\nBROKEN="unterminated\n', name="a.env")
+    credential = sources.from_env_file(str(path))
+    assert credential.warnings == (f"--env-file {path}: line 2 is not KEY=VALUE and is ignored",)
+    assert credential.tenant == sources.Sourced(TENANT, f"--env-file {path}")
+
+
+def _parse_seconds(path: Path) -> float:
+    started = time.process_time()
+    sources.from_env_file(str(path))
+    return time.process_time() - started
+
+
+def test_env_file_parsing_is_linear_in_its_size(tmp_path: Path) -> None:
+    """A 1 MiB env file (about 100 000 keys, interpolation syntax throughout) parses in time linear in its size.
+
+    Measured as a ratio to an eighth of the file, in this process: linear is
+    about 8x, quadratic (python-dotenv's interpolation) 64x.
+    """
+    line = "KEY_{:06d}=${{KEY_{:06d}}}x\n"
+    big, small = tmp_path / "big.env", tmp_path / "small.env"
+    lines = [line.format(i, i - 1) for i in range(100_000)]
+    big.write_text("".join(lines)[: sources.MAX_SOURCE_BYTES - 1])
+    small.write_text("".join(lines[: len(lines) // 8]))
+    big.chmod(0o600)
+    small.chmod(0o600)
+    _parse_seconds(small)  # warm up
+    small_seconds = min(_parse_seconds(small) for _ in range(3))
+    big_seconds = min(_parse_seconds(big) for _ in range(2))
+    assert big_seconds / small_seconds < 24, (big_seconds, small_seconds)
+
+
+def test_json_whose_two_token_keys_disagree_is_an_error() -> None:
+    """accessToken and access_token naming different tokens: which one was meant is unclear."""
+    with pytest.raises(TokenSourceError, match='"accessToken" and "access_token" differ'):
+        sources.parse(json.dumps({"accessToken": "eyJ.a.b", "access_token": "eyJ.c.d"}), "src")
+
+
+def test_json_nested_too_deeply_is_an_error() -> None:
+    """JSON nested 100 000 deep is refused, not a RecursionError."""
+    with pytest.raises(TokenSourceError, match="nested too deeply"):
+        sources.parse("[" * 100_000 + "]" * 100_000, "src")
+
+
+# ---------------------------------------------------------------- azexec stopped while the command runs
+
+STOPPING_COMMAND = "sh -c 'sleep 300 & echo $! > {pids}; echo $$ >> {pids}; wait'"
+
+
+def _start_with_token_cmd(pids: Path, *wrapper: str) -> subprocess.Popen[bytes]:
+    from conftest import AZEXEC, base_env
+
+    cmd = STOPPING_COMMAND.format(pids=pids)
+    proc = subprocess.Popen([*wrapper, AZEXEC, "--token-cmd", cmd, "--", "true"], env=base_env())
+    deadline = time.monotonic() + 20
+    while len(pids.read_text().split() if pids.exists() else []) < 2:
+        assert time.monotonic() < deadline, "the token command never started"
+        time.sleep(0.02)
+    return proc
+
+
+@pytest.mark.parametrize("name", ["SIGTERM", "SIGHUP", "SIGQUIT", "SIGINT", "SIGUSR1"])
+def test_a_signal_to_azexec_ends_the_token_commands_group_first(tmp_path: Path, name: str) -> None:
+    """Whatever ends azexec while --token-cmd runs ends the command and its children, then azexec dies of it."""
+    pids = tmp_path / "pids"
+    proc = _start_with_token_cmd(pids)
+    try:
+        proc.send_signal(getattr(signal, name))
+        assert proc.wait(timeout=20) == -getattr(signal, name)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert all_gone([int(p) for p in pids.read_text().split()])
+
+
+def test_timeout_cancels_the_token_command_too(tmp_path: Path) -> None:
+    """`timeout 2 azexec --token-cmd …` (a CI step's time limit) leaves nothing of the command running."""
+    from conftest import AZEXEC, base_env
+
+    pids = tmp_path / "pids"
+    cmd = STOPPING_COMMAND.format(pids=pids)
+    result = subprocess.run(
+        ["timeout", "2", AZEXEC, "--token-cmd", cmd, "--", "true"], env=base_env(), capture_output=True, timeout=30
+    )
+    assert result.returncode == 124, result
+    assert all_gone([int(p) for p in pids.read_text().split()])
+
+
+def test_what_a_token_command_leaves_in_its_group_is_killed(tmp_path: Path, private_file: Callable[..., Path]) -> None:
+    """A background process the command left behind (stdout elsewhere) does not outlive azexec."""
+    path = private_file("eyJ.tok.en")
+    pids = tmp_path / "pids"
+    cmd = f"sh -c 'sleep 300 >/dev/null 2>&1 & echo $! > {pids}; cat {path}'"
+    assert sources.from_command(cmd, 20).token == sources.Sourced("eyJ.tok.en", "--token-cmd")
+    assert all_gone([int(p) for p in pids.read_text().split()])

@@ -238,3 +238,58 @@ def test_resident_mode_leaves_nothing_running(token: str, tmp_path: Path) -> Non
     result = run("--no-exec", "--token-env", "T", "--", "sh", "-c", f"echo $$ > {pidfile}", env=base_env(T=token))
     assert result.returncode == 0
     assert all_gone([int(pidfile.read_text())])
+
+
+def test_mask_delivers_everything_to_a_slow_reader(token: str) -> None:
+    """A reader that pauses after COMMAND exited still gets every line (no drain deadline on COMMAND's output)."""
+    proc = subprocess.Popen(
+        [AZEXEC, "-q", "--mask", "--token-env", "T", "--", "seq", "1", "20000"],
+        stdout=subprocess.PIPE,
+        env=base_env(T=token),
+    )
+    try:
+        assert proc.stdout is not None
+        time.sleep(2.5)  # the pause is the scenario: `| (sleep 2; wc -l)`
+        lines = proc.stdout.read().count(b"\n")
+        assert proc.wait(timeout=30) == 0
+    finally:
+        proc.kill()
+        proc.wait()
+        if proc.stdout:
+            proc.stdout.close()
+    assert lines == 20000
+
+
+def test_mask_keeps_the_order_of_stdout_and_stderr_in_one_file(token: str) -> None:
+    """With 2>&1, COMMAND's two streams share one pipe, so lines come out in the order written."""
+    script = "for i in 1 2 3 4 5 6; do echo out$i; echo err$i >&2; done"
+    proc = subprocess.run(
+        [AZEXEC, "-q", "--mask", "--token-env", "T", "--", "sh", "-c", script],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env=base_env(T=token),
+        timeout=30,
+        check=False,
+    )
+    expected = "".join(f"out{i}\nerr{i}\n" for i in range(1, 7))
+    assert (proc.returncode, proc.stdout.decode()) == (0, expected)
+
+
+@pytest.mark.parametrize("mode", ["--no-exec", "--mask"])
+def test_an_expiry_centuries_ahead_does_not_crash_resident_mode(mode: str, tmp_path: Path) -> None:
+    """exp 300 years ahead (beyond the clock calls' range as a wait): COMMAND runs and its status is azexec's."""
+    tok = make_token(lifetime=300 * 365 * 86400)
+    result = run("-q", mode, "--token-env", "T", "--", "sh", "-c", "exit 7", env=base_env(T=tok))
+    assert (result.returncode, result.stderr) == (7, ""), explain(result)
+
+
+@pytest.mark.parametrize("mode", [[], ["--no-exec"], ["--mask"]], ids=["exec", "no-exec", "mask"])
+@pytest.mark.parametrize("closed", ["1", "2"])
+def test_command_runs_with_a_closed_stream_still_closed(mode: list[str], closed: str, tmp_path: Path) -> None:
+    """`azexec … >&-` runs COMMAND, as env(1) does, and COMMAND finds that fd closed too."""
+    marker = tmp_path / "ran"
+    probe = f"test ! -e /proc/self/fd/{closed} && touch {marker}"
+    script = f'exec "{AZEXEC}" {" ".join(mode)} --token-env T -- sh -c "$0" {closed}>&-'
+    result = subprocess.run(["sh", "-c", script, probe], env=base_env(T=make_token()), capture_output=True, timeout=30)
+    assert result.returncode == 0, result
+    assert marker.exists()

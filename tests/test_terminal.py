@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import signal
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
-from conftest import TENANT, Terminal, base_env, make_token
+from conftest import AZEXEC, TENANT, Terminal, base_env, make_token
 
 
 def fake_shell(tmp_path: Path) -> Path:
@@ -71,3 +72,62 @@ def test_no_command_with_a_bad_token_starts_no_shell(
     assert term.finish() == 125
     assert b"starting" not in term.output
     assert b"in shell" not in term.output
+
+
+def test_token_stdin_takes_a_token_longer_than_a_terminal_line(terminal: Callable[..., Terminal]) -> None:
+    """A token of 6000 characters pasted at the hidden prompt arrives whole (a canonical line stops at 4095)."""
+    tok = make_token(groups=[f"{i:08d}-0000-4000-8000-000000000000" for i in range(150)])
+    assert len(tok) > 6000
+    term = terminal(["--token-stdin", "--", "printenv", "AZURE_CLI_TENANT_ID"], base_env())
+    term.expect("Azure access token (input hidden): ")
+    term.send(tok + "\r")
+    term.expect(TENANT)
+    assert term.finish() == 0
+    assert tok[100:140].encode() not in term.output
+
+
+def test_token_file_naming_the_terminal_reads_without_echo(terminal: Callable[..., Terminal]) -> None:
+    """--token-file /dev/tty prompts like --token-stdin: the token typed is not echoed."""
+    tok = make_token()
+    term = terminal(["--token-file", "/dev/tty", "--", "printenv", "AZURE_CLI_TENANT_ID"], base_env())
+    term.expect("Azure access token (input hidden): ")
+    term.send(tok + "\n")
+    term.expect(TENANT)
+    assert term.finish() == 0
+    assert tok[20:60].encode() not in term.output
+
+
+def test_token_cmd_prompting_on_dev_tty_works_with_stdin_redirected(
+    terminal: Callable[..., Terminal], private_file: Callable[..., Path]
+) -> None:
+    """azexec's stdin is /dev/null, but it is in the terminal's foreground: the command gets the terminal."""
+    path = private_file(make_token())
+    script = f'printf "PIN: " >/dev/tty; read pin </dev/tty; test "$pin" = 1234 && cat {path}'
+    args = ["--token-cmd", f"sh -c '{script}'", "--", "printenv", "AZURE_CLI_TENANT_ID"]
+    term = terminal(args, base_env(), stdin=subprocess.DEVNULL)
+    term.expect("PIN: ")
+    term.send("1234\n")
+    term.expect(TENANT)
+    assert term.finish() == 0
+
+
+def test_ctrl_z_at_a_token_cmd_prompt_stops_azexec_and_fg_resumes_both(
+    terminal: Callable[..., Terminal], private_file: Callable[..., Path], tmp_path: Path
+) -> None:
+    """In an interactive bash, Ctrl-Z at the command's prompt gives the prompt back; `fg` resumes the PIN prompt."""
+    path = private_file(make_token())
+    script = tmp_path / "pin.sh"
+    script.write_text(f'printf "PIN: " >&2; read pin; test "$pin" = 1234 && cat {path}\n')
+    env = base_env(PS1="bash$ ", HOME=str(tmp_path), TERM="dumb")
+    term = terminal(["--norc", "--noprofile", "-i"], env, program="bash")
+    term.expect("bash$ ")
+    term.send(f'"{AZEXEC}" --token-cmd "sh {script}" -- printenv AZURE_CLI_TENANT_ID\n')
+    term.expect("PIN: ")
+    term.send("\x1a")
+    term.expect("Stopped")
+    term.expect("bash$ ")
+    term.send("fg\n")
+    term.send("1234\n")
+    term.expect(TENANT)
+    term.send("exit\n")
+    assert term.finish() == 0
