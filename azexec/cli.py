@@ -248,18 +248,12 @@ def cli(
             render = report.as_json if as_json else report.as_text
             click.echo(render(checked, argv, found))
             return
-        if no_exec or mask or os.name != "posix":
-            from azexec import supervise
-
-            supervise.run(
-                argv,
-                env,
-                secret=checked.token.value if mask else None,
-                expires_at=checked.claims.expires_at if checked.claims else None,
-                warn=warn,
-                report=_echo_err,
-            )
-        launch.launch(argv, env)
+        resident = launch.Resident(
+            stay=no_exec,
+            mask=checked.token.value if mask else None,
+            expires_at=checked.claims.expires_at if checked.claims else None,
+        )
+        launch.start(argv, env, resident, warn=warn, diagnose=_echo_err)
     except UsageError as e:
         raise click.UsageError(str(e)) from None
     except AzexecError as e:

@@ -86,8 +86,42 @@ def which(command: str, env: Mapping[str, str]) -> Found:
 #: Signals Python ignores for itself; an exec'd program would inherit the SIG_IGN.
 PYTHON_IGNORED = ("SIGPIPE", "SIGXFSZ")
 
+Say = Callable[[str], None]
 
-def launch(argv: Sequence[str], env: Mapping[str, str]) -> NoReturn:
+
+class Resident(NamedTuple):
+    """What must live beside COMMAND; when nothing must, azexec execs."""
+
+    #: --no-exec: stay as COMMAND's parent even with nothing else to do.
+    stay: bool
+    #: --mask: the secret to replace in COMMAND's output.
+    mask: str | None
+    #: The token's expiry, for the expiry watch (None: not decoded).
+    expires_at: float | None
+
+
+def start(argv: Sequence[str], env: Mapping[str, str], resident: Resident, *, warn: Say, diagnose: Say) -> NoReturn:
+    """Run ARGV: exec it, or stay as its parent with the parts RESIDENT asks for.
+
+    WARN prints the expiry warnings (silenced by -q); DIAGNOSE explains a failure after COMMAND exits.
+    """
+    if os.name == "posix" and not resident.stay and resident.mask is None:
+        execute(argv, env)
+    from azexec import supervise
+
+    parts: list[supervise.Part] = []
+    if resident.mask is not None:
+        from azexec.mask import Mask
+
+        parts.append(Mask(resident.mask))
+    if resident.expires_at is not None:
+        from azexec.watch import ExpiryWatch
+
+        parts.append(ExpiryWatch(resident.expires_at, warn=warn, diagnose=diagnose))
+    supervise.run(argv, env, parts)
+
+
+def execute(argv: Sequence[str], env: Mapping[str, str]) -> NoReturn:
     """Replace this process with ARGV, as env(1) does (POSIX only)."""
     import signal
 

@@ -6,6 +6,7 @@ import os
 import select
 import threading
 import time
+from typing import NamedTuple
 
 REPLACEMENT = b"***"
 #: As much as a pipe holds at once: one read per wake-up, few Python steps per MiB.
@@ -88,11 +89,76 @@ def pump(source: int, target: int, secret: bytes, exited: int) -> None:
         os.close(source)
 
 
-def start_pump(source: int, target: int, secret: bytes, exited: int) -> threading.Thread:
-    """Pump in a thread of its own, one per stream, so neither can block the other."""
-    thread = threading.Thread(target=pump, args=(source, target, secret, exited), daemon=True)
-    thread.start()
-    return thread
+class Pipe(NamedTuple):
+    """One pipe between COMMAND and the caller: COMMAND writes to WRITE as each of TARGETS."""
+
+    read: int
+    write: int
+    targets: tuple[int, ...]
+
+
+class Mask:
+    """A resident part: COMMAND writes to pipes, and threads pass its output on with the secret masked."""
+
+    def __init__(self, secret: str) -> None:
+        self.secret = secret.encode()
+        self.pipes: list[Pipe] = []
+        self.pumps: list[threading.Thread] = []
+        self.exited: tuple[int, int] | None = None
+        self.writes_open = False
+
+    def start(self, env: dict[str, str]) -> list[tuple[int, int]]:
+        """Make the pipes; return them as (fd here, fd in COMMAND) redirections."""
+        self.pipes = [Pipe(*os.pipe(), group) for group in streams_to_mask()]
+        self.writes_open = True
+        return [(pipe.write, fd) for pipe in self.pipes for fd in pipe.targets]
+
+    def running(self) -> None:
+        """COMMAND holds the write ends: close ours, and start a pump per pipe."""
+        self._close_write_ends()
+        self.exited = os.pipe()
+        for pipe in self.pipes:
+            thread = threading.Thread(
+                target=pump, args=(pipe.read, pipe.targets[0], self.secret, self.exited[0]), daemon=True
+            )
+            thread.start()
+            self.pumps.append(thread)
+
+    def stop(self, code: int | None) -> None:
+        """COMMAND exited: let the pumps pass on what it left, then end."""
+        self._close_write_ends()
+        if self.exited is None:
+            for pipe in self.pipes:
+                os.close(pipe.read)
+            return
+        os.close(self.exited[1])
+        for thread in self.pumps:
+            thread.join()
+        os.close(self.exited[0])
+
+    def _close_write_ends(self) -> None:
+        """Close our copies of the write ends, once: a second close could hit a reused fd."""
+        if self.writes_open:
+            self.writes_open = False
+            for pipe in self.pipes:
+                os.close(pipe.write)
+
+
+def streams_to_mask() -> list[tuple[int, ...]]:
+    """Return the caller's stdout and stderr as groups of fds that get one pipe each.
+
+    When both are the same file (a terminal, `2>&1`), COMMAND gets one pipe
+    for both, so its output keeps the order it was written in. A stream the
+    caller closed stays closed for COMMAND.
+    """
+    from azexec.process import closed_at_start
+
+    open_fds = [fd for fd in (1, 2) if fd not in closed_at_start]
+    if len(open_fds) == 2:
+        out, err = os.fstat(1), os.fstat(2)
+        if (out.st_dev, out.st_ino) == (err.st_dev, err.st_ino):
+            return [(1, 2)]
+    return [(fd,) for fd in open_fds]
 
 
 def _pending(fd: int) -> int:

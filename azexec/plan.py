@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import NamedTuple
 
 from azexec import ids, sources, token
@@ -13,21 +13,21 @@ from azexec.token import Claims
 
 
 class Request(NamedTuple):
-    """What the user asked for, as parsed from the command line."""
+    """What the user asked for, as parsed from the command line; every field is the CLI's to give."""
 
-    token_stdin: bool = False
-    token_file: str | None = None
-    token_cmd: str | None = None
-    token_cmd_timeout: float = 60.0
-    token_env: str | None = None
-    env_files: tuple[str, ...] = ()
-    subscription: str | None = None
-    tenant: str | None = None
-    min_validity: float | None = None
-    audiences: tuple[str, ...] = ()
-    verify: bool = True
+    token_stdin: bool
+    token_file: str | None
+    token_cmd: str | None
+    token_cmd_timeout: float
+    token_env: str | None
+    env_files: tuple[str, ...]
+    subscription: str | None
+    tenant: str | None
+    min_validity: float | None
+    audiences: tuple[str, ...]
+    verify: bool
     #: Options whose value came from an AZEXEC_* variable, by parameter name: messages name the variable.
-    from_environment: frozenset[str] = frozenset()
+    from_environment: frozenset[str]
 
     def label(self, name: str) -> str:
         """Name option NAME (e.g. token_env) as the user gave it: --token-env or AZEXEC_TOKEN_ENV."""
@@ -47,13 +47,17 @@ class Plan(NamedTuple):
     #: Variables removed from the child's environment besides the three.
     removed: tuple[str, ...]
 
-    def variables(self) -> dict[str, str | None]:
-        """Return the three variables; None means 'remove from the child'."""
+    def sourced(self) -> dict[str, Sourced | None]:
+        """Return the three variables with their origins; None means 'remove from the child'."""
         return {
-            sources.TOKEN_VAR: self.token.value,
-            sources.SUBSCRIPTION_VAR: self.subscription.value if self.subscription else None,
-            sources.TENANT_VAR: self.tenant.value if self.tenant else None,
+            sources.TOKEN_VAR: self.token,
+            sources.SUBSCRIPTION_VAR: self.subscription,
+            sources.TENANT_VAR: self.tenant,
         }
+
+    def variables(self) -> dict[str, str | None]:
+        """Return the three variables' values; None means 'remove from the child'."""
+        return {name: value.value if value else None for name, value in self.sourced().items()}
 
 
 def token_options(request: Request) -> list[str]:
@@ -69,6 +73,14 @@ def token_options(request: Request) -> list[str]:
 
 def prepare(request: Request, environ: Mapping[str, str], now: float | None = None) -> Plan:
     """Read every source, resolve each value by precedence, and check the token."""
+    return resolve(request, read(request, environ), now)
+
+
+def read(request: Request, environ: Mapping[str, str]) -> list[Credential]:
+    """Read the sources the request names; return them as layers, the one that wins first.
+
+    Precedence: options > the token source's JSON > env files (the last file first).
+    """
     options = token_options(request)
     if len(options) > 1:
         raise UsageError(f"both {options[0]} and {options[1]} supply an access token", "use exactly one source")
@@ -90,21 +102,20 @@ def prepare(request: Request, environ: Mapping[str, str], now: float | None = No
             "use --token-stdin, --token-file, --token-cmd, --token-env or an --env-file that holds "
             f"{sources.TOKEN_VAR}",
         )
-    primary = _read_primary(request, environ) if options else None
+    given = Credential(
+        origin="options",
+        subscription=Sourced(request.subscription, request.label("subscription")) if request.subscription else None,
+        tenant=Sourced(request.tenant, request.label("tenant")) if request.tenant else None,
+    )
+    primary = [_read_primary(request, environ)] if options else []
+    return [given, *primary, *reversed(env_files)]
 
-    # Precedence: option > the token source's JSON > env files (the last file first).
-    layers: list[Credential] = [
-        Credential(
-            origin="options",
-            subscription=Sourced(request.subscription, request.label("subscription")) if request.subscription else None,
-            tenant=Sourced(request.tenant, request.label("tenant")) if request.tenant else None,
-        ),
-        *([primary] if primary else []),
-        *reversed(env_files),
-    ]
-    secret = next(c.token for c in layers if c.token is not None)
-    assert secret is not None
-    warnings = [w for c in (*env_files, *([primary] if primary else [])) for w in c.warnings]
+
+def resolve(request: Request, layers: list[Credential], now: float | None = None) -> Plan:
+    """Take each value from the first layer that has it, and check them all."""
+    secret = _first(c.token for c in layers)
+    assert secret is not None  # read() made sure one layer has it
+    warnings = [w for c in reversed(layers) for w in c.warnings]
 
     token.check_format(secret.value, secret.origin)
     claims = None
@@ -113,12 +124,12 @@ def prepare(request: Request, environ: Mapping[str, str], now: float | None = No
         warnings += token.check_validity(claims, request.min_validity, now)
         warnings += token.audience_warnings(claims, request.audiences)
 
-    subscription = _first(layers, "subscription")
+    subscription = _first(c.subscription for c in layers)
     if subscription is not None and not ids.is_guid(subscription.value):
         raise TokenSourceError(
             f"the subscription from {subscription.origin} is not a GUID", "use the subscription ID, not its name"
         )
-    tenant = _first(layers, "tenant")
+    tenant = _first(c.tenant for c in layers)
     if tenant is not None and not ids.is_tenant(tenant.value):
         raise TokenSourceError(f"the tenant from {tenant.origin} is neither a GUID nor a domain", "use the tenant ID")
     if claims is not None and claims.tenant:
@@ -147,12 +158,9 @@ def _read_primary(request: Request, environ: Mapping[str, str]) -> Credential:
     return sources.from_env(request.token_env, environ)
 
 
-def _first(layers: list[Credential], field: str) -> Sourced | None:
-    for layer in layers:
-        value: Sourced | None = getattr(layer, field)
-        if value is not None:
-            return value
-    return None
+def _first(values: Iterable[Sourced | None]) -> Sourced | None:
+    """Return the first value present."""
+    return next((value for value in values if value is not None), None)
 
 
 def _check_tenants(layers: list[Credential], tid: str) -> None:

@@ -21,20 +21,17 @@ def as_dict(plan: Plan, argv: Sequence[str], found: Found | None, now: float | N
     """
     now = time.time() if now is None else now
 
-    def variable(value: sources.Sourced | None, secret: bool = False) -> dict[str, Any] | None:
+    def variable(name: str, value: sources.Sourced | None) -> dict[str, Any] | None:
         if value is None:
             return None
-        return {"value": fingerprint(value.value) if secret else show(value.value), "source": value.origin}
+        shown = fingerprint(value.value) if name == sources.TOKEN_VAR else show(value.value)
+        return {"value": shown, "source": value.origin}
 
     return {
         "command": [show(arg) for arg in argv],
         "executable": show(found.path) if found and found.path and found.status is None else None,
         "exit_status": found.status if found else None,
-        "variables": {
-            sources.TOKEN_VAR: variable(plan.token, secret=True),
-            sources.SUBSCRIPTION_VAR: variable(plan.subscription),
-            sources.TENANT_VAR: variable(plan.tenant),
-        },
+        "variables": {name: variable(name, value) for name, value in plan.sourced().items()},
         "removed": [show(name) for name in plan.removed],
         "token": _claims(plan.claims, now) if plan.claims else None,
         "warnings": list(plan.warnings),
@@ -80,7 +77,7 @@ def as_text(plan: Plan, argv: Sequence[str], found: Found | None, now: float | N
         lines.append("token: not decoded (--no-verify)")
     else:
         lines.append("token:")
-        for key in ("tenant", "audience", "user", "app", "object_id", "identity_type", "roles", "scopes", "issuer"):
+        for key in CLAIM_KEYS.values():
             value = token[key]
             if value:
                 label = key.replace("_", " ")
@@ -90,25 +87,29 @@ def as_text(plan: Plan, argv: Sequence[str], found: Found | None, now: float | N
     return "\n".join(lines)
 
 
+#: The claims the report shows, by Claims field, with the report's name for each.
+CLAIM_KEYS = {
+    "tenant": "tenant",
+    "audiences": "audience",
+    "user": "user",
+    "app": "app",
+    "object_id": "object_id",
+    "identity_type": "identity_type",
+    "roles": "roles",
+    "scopes": "scopes",
+    "issuer": "issuer",
+}
+
+
 def _claims(claims: Claims, now: float) -> dict[str, Any]:
     """Return the claims for the report, each redacted where it looks secret."""
-
-    def each(values: Sequence[str]) -> list[str]:
-        return [show(v) for v in values]
-
-    def one(value: str | None) -> str | None:
-        return show(value) if value is not None else None
-
+    fields = claims._asdict()
+    entries: dict[str, Any] = {}
+    for field, key in CLAIM_KEYS.items():
+        value = fields[field]
+        entries[key] = [show(v) for v in value] if isinstance(value, tuple) else (show(value) if value else value)
     return {
-        "tenant": one(claims.tenant),
-        "audience": each(claims.audiences),
-        "user": one(claims.user),
-        "app": one(claims.app),
-        "object_id": one(claims.object_id),
-        "identity_type": one(claims.identity_type),
-        "roles": each(claims.roles),
-        "scopes": each(claims.scopes),
-        "issuer": one(claims.issuer),
+        **entries,
         "expires": format_utc(claims.expires_at),
         "expires_at": claims.expires_at,
         "time_left": describe_span(claims.expires_at - now),

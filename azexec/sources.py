@@ -78,7 +78,7 @@ def from_command(command: str, timeout: float) -> Credential:
     from azexec import tokencmd
 
     origin = "--token-cmd"
-    return parse(_decode(tokencmd.run(command, timeout, MAX_SOURCE_BYTES), origin), origin)
+    return parse(_decode(tokencmd.run(command, timeout), origin), origin)
 
 
 def from_env_file(path: str) -> Credential:
@@ -198,10 +198,30 @@ def _read_path(path: str, origin: str) -> tuple[bytes, tuple[str, ...]]:
         os.close(fd)
 
 
+class Limited:
+    """Gather a source's bytes, refusing more than MAX_SOURCE_BYTES."""
+
+    def __init__(self, origin: str, advice: str) -> None:
+        self.origin = origin
+        self.advice = advice
+        self.chunks: list[bytes] = []
+        self.size = 0
+
+    def add(self, chunk: bytes) -> None:
+        """Keep CHUNK, or fail when the source has grown too large."""
+        self.size += len(chunk)
+        if self.size > MAX_SOURCE_BYTES:
+            raise TokenSourceError(f"{self.origin} holds more than 1 MiB", self.advice)
+        self.chunks.append(chunk)
+
+    def data(self) -> bytes:
+        """Return everything gathered."""
+        return b"".join(self.chunks)
+
+
 def _read_fd(fd: int, origin: str) -> bytes:
     """Read FD to EOF, refusing more than MAX_SOURCE_BYTES."""
-    chunks: list[bytes] = []
-    size = 0
+    gathered = Limited(origin, "point it at the token alone")
     while True:
         try:
             chunk = os.read(fd, 65536)
@@ -210,11 +230,8 @@ def _read_fd(fd: int, origin: str) -> bytes:
         except OSError as e:
             raise TokenSourceError(f"{origin}: {e.strerror}", "check the source") from None
         if not chunk:
-            return b"".join(chunks)
-        size += len(chunk)
-        if size > MAX_SOURCE_BYTES:
-            raise TokenSourceError(f"{origin} holds more than 1 MiB", "point it at the token alone")
-        chunks.append(chunk)
+            return gathered.data()
+        gathered.add(chunk)
 
 
 def _decode(data: bytes, origin: str) -> str:
@@ -257,8 +274,9 @@ def _prompt_hidden(fd: int, origin: str) -> bytes:
     new[6][termios.VMIN], new[6][termios.VTIME] = 1, 0
     line = bytearray()
     try:
-        os.write(out, prompt.encode())
+        # Echo off first: a token typed or pasted the moment the prompt shows must not be echoed.
         termios.tcsetattr(fd, termios.TCSAFLUSH, new)
+        os.write(out, prompt.encode())
         while True:
             chunk = os.read(fd, 65536)
             if not chunk:
@@ -278,7 +296,7 @@ def _prompt_hidden(fd: int, origin: str) -> bytes:
             if done:
                 break
             if len(line) > MAX_SOURCE_BYTES:
-                raise TokenSourceError(f"{origin} holds more than 1 MiB", "paste the token alone")
+                Limited(origin, "paste the token alone").add(bytes(line))
     finally:
         termios.tcsetattr(fd, termios.TCSAFLUSH, old)
         os.write(out, b"\n")

@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterable, Mapping
-from typing import Any, NamedTuple
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from azexec import ids
 from azexec.errors import TokenRejected
 from azexec.redact import show
+
+if TYPE_CHECKING:
+    from jwt.types import Options
 
 MAX_TOKEN_CHARS = 64 * 1024
 #: How far in the future ``nbf`` may lie, for clocks that disagree a little.
@@ -77,7 +80,7 @@ def check_format(token: str, origin: str) -> None:
             )
 
 
-def decode(token: str, origin: str, audiences: Iterable[str] = ()) -> Claims:
+def decode(token: str, origin: str, audiences: Sequence[str] = ()) -> Claims:
     """Decode TOKEN without verifying its signature, checking exp (and aud when asked)."""
     import jwt
 
@@ -85,7 +88,7 @@ def decode(token: str, origin: str, audiences: Iterable[str] = ()) -> Claims:
     segments = token.count(".") + 1
     if segments == 5:
         raise TokenRejected(f"the access token from {origin} is encrypted (JWE) and cannot be read", _NO_VERIFY_HINT)
-    options: dict[str, Any] = {
+    options: Options = {
         # pyjwt turns every claim check off with the signature check unless asked.
         "verify_signature": False,
         "verify_exp": True,
@@ -97,13 +100,9 @@ def decode(token: str, origin: str, audiences: Iterable[str] = ()) -> Claims:
         "require": ["exp"],
     }
     try:
-        payload = jwt.decode(token, options=options, audience=wanted or None)  # type: ignore[arg-type]
+        payload = jwt.decode(token, options=options, audience=wanted or None)
     except jwt.ExpiredSignatureError:
-        expired_at = _clamp(_unverified_payload(token).get("exp"))
-        ago = time.time() - expired_at
-        raise TokenRejected(
-            f"the access token expired {describe_span(ago)} ago ({format_utc(expired_at)})", "get a fresh one"
-        ) from None
+        raise expired(_clamp(_unverified_payload(token).get("exp")), time.time()) from None
     except jwt.MissingRequiredClaimError:
         raise TokenRejected(
             f"the access token from {origin} has no expiry (exp claim), so it is not an Azure access token",
@@ -112,7 +111,7 @@ def decode(token: str, origin: str, audiences: Iterable[str] = ()) -> Claims:
     except jwt.InvalidAudienceError:
         found = ", ".join(show(a) for a in _audiences(_unverified_payload(token))) or "none"
         asked = ", ".join(dict.fromkeys(show(a) for a in audiences))
-        first = next(iter(audiences))
+        first = audiences[0]
         hint = (
             f"request one with: az account get-access-token --resource {first}"
             if first == show(first)
@@ -133,6 +132,13 @@ def _unreadable(token: str, origin: str) -> str:
     return f"the access token from {origin} has malformed claims (exp, nbf or aud of the wrong type)"
 
 
+def expired(expires_at: float, now: float) -> TokenRejected:
+    """Say that the token expired, how long ago and when."""
+    return TokenRejected(
+        f"the access token expired {describe_span(now - expires_at)} ago ({format_utc(expires_at)})", "get a fresh one"
+    )
+
+
 def check_validity(claims: Claims, min_validity: float | None, now: float | None = None) -> tuple[str, ...]:
     """Fail when the token is not yet valid or expires too soon; return warnings."""
     now = time.time() if now is None else now
@@ -145,10 +151,7 @@ def check_validity(claims: Claims, min_validity: float | None, now: float | None
         )
     remaining = claims.expires_at - now
     if remaining <= 0:
-        raise TokenRejected(
-            f"the access token expired {describe_span(-remaining)} ago ({format_utc(claims.expires_at)})",
-            "get a fresh one",
-        )
+        raise expired(claims.expires_at, now)
     if min_validity is not None:
         if remaining < min_validity:
             raise TokenRejected(
@@ -165,9 +168,9 @@ def check_validity(claims: Claims, min_validity: float | None, now: float | None
     return ()
 
 
-def audience_warnings(claims: Claims, audiences: Iterable[str]) -> tuple[str, ...]:
+def audience_warnings(claims: Claims, audiences: Sequence[str]) -> tuple[str, ...]:
     """Warn when the audience is not ARM and no --audience said what to expect."""
-    if tuple(audiences) or not claims.audiences:
+    if audiences or not claims.audiences:
         return ()
     if any(_normal(a) in ARM_AUDIENCES for a in claims.audiences):
         return ()
@@ -213,7 +216,7 @@ def _normal(audience: str) -> str:
     return audience.rstrip("/").lower()
 
 
-def _with_and_without_slash(audiences: Iterable[str]) -> list[str]:
+def _with_and_without_slash(audiences: Sequence[str]) -> list[str]:
     """Accept https://management.azure.com and https://management.azure.com/ alike."""
     result: dict[str, None] = {}
     for audience in audiences:

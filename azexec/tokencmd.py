@@ -22,6 +22,7 @@ from typing import NamedTuple
 from azexec.errors import TokenSourceError, UsageError
 from azexec.process import Terminated, signal_numbers
 from azexec.redact import show
+from azexec.sources import Limited
 
 #: Signals that end azexec while the command runs: the command's group is killed first.
 STOPPING = ("SIGTERM", "SIGHUP", "SIGINT", "SIGQUIT", "SIGUSR1", "SIGUSR2", "SIGALRM")
@@ -37,7 +38,7 @@ class Terminal(NamedTuple):
     is_stdin: bool
 
 
-def run(command: str, timeout: float, limit: int) -> bytes:
+def run(command: str, timeout: float) -> bytes:
     """Run COMMAND and return its stdout; its stderr goes straight to the user."""
     try:
         argv = shlex.split(command)
@@ -49,13 +50,13 @@ def run(command: str, timeout: float, limit: int) -> bytes:
     terminal = _foreground_terminal()
     try:
         with _stopping_raises(), _in_foreground(terminal):
-            return _run(argv, name, terminal, timeout, limit)
+            return _run(argv, name, terminal, timeout)
     finally:
         if terminal is not None:
             os.close(terminal.fd)
 
 
-def _run(argv: list[str], name: str, terminal: Terminal | None, timeout: float, limit: int) -> bytes:
+def _run(argv: list[str], name: str, terminal: Terminal | None, timeout: float) -> bytes:
     blocked = set(signal_numbers(STOPPING))
     # Held off until the pid is known, so a signal can always kill what was started.
     original_mask = signal.pthread_sigmask(signal.SIG_BLOCK, blocked)
@@ -83,7 +84,7 @@ def _run(argv: list[str], name: str, terminal: Terminal | None, timeout: float, 
             _give_terminal(terminal.fd, proc.pid)  # as shells do, from both sides
         # A signal held off since before the spawn is acted on here, and kills the group.
         signal.pthread_sigmask(signal.SIG_UNBLOCK, blocked)
-        output, status = _collect(proc, terminal, timeout, limit)
+        output, status = _collect(proc, terminal, timeout)
     except BaseException:
         _kill_group(proc)
         raise
@@ -119,15 +120,14 @@ class _Wakeup:
         os.close(self.write)
 
 
-def _collect(proc: subprocess.Popen[bytes], terminal: Terminal | None, timeout: float, limit: int) -> tuple[bytes, int]:
-    """Read the command's stdout to EOF and wait for it, within TIMEOUT and LIMIT bytes.
+def _collect(proc: subprocess.Popen[bytes], terminal: Terminal | None, timeout: float) -> tuple[bytes, int]:
+    """Read the command's stdout to EOF and wait for it, within TIMEOUT and the source size limit.
 
     Time spent stopped (Ctrl-Z) does not count against the timeout.
     """
     assert proc.stdout is not None
     out = proc.stdout.fileno()
-    chunks: list[bytes] = []
-    size = 0
+    gathered = Limited("--token-cmd's output", "it should print the token alone")
     status: int | None = None
     deadline = time.monotonic() + timeout
     with _Wakeup() as wakeup:
@@ -148,15 +148,9 @@ def _collect(proc: subprocess.Popen[bytes], terminal: Terminal | None, timeout: 
                 chunk = os.read(out, 65536)
                 if not chunk:
                     out = -1
-                else:
-                    size += len(chunk)
-                    if size > limit:
-                        raise TokenSourceError(
-                            f"--token-cmd printed more than {limit // (1 << 20)} MiB", "it should print the token alone"
-                        )
-                    chunks.append(chunk)
+                gathered.add(chunk)
             if out < 0 and status is not None:
-                return b"".join(chunks), status
+                return gathered.data(), status
 
 
 def _reap(proc: subprocess.Popen[bytes], terminal: Terminal | None, deadline: float) -> tuple[int | None, float]:

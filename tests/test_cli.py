@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from conftest import AZEXEC, OTHER_TENANT, SUBSCRIPTION, TENANT, base_env, explain, make_token, run
+from helpers import AZEXEC, OTHER_TENANT, SUBSCRIPTION, TENANT, base_env, explain, make_token, run
 
 from azexec.cli import cli
 

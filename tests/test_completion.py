@@ -7,7 +7,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import AZEXEC, base_env
+from helpers import AZEXEC, base_env
 
 BIN = str(Path(AZEXEC).parent)
 

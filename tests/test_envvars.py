@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from click.testing import CliRunner
-from conftest import SUBSCRIPTION, TENANT, base_env, explain, make_token, run
+from helpers import SUBSCRIPTION, TENANT, base_env, explain, make_token, run
 
 from azexec.cli import cli
 

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import AZEXEC, SUBSCRIPTION, TENANT, base_env, explain, make_token, run
+from helpers import AZEXEC, SUBSCRIPTION, TENANT, base_env, explain, make_token, run
 
 from azexec.launch import child_environment
 

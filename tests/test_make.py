@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from conftest import AZEXEC, TENANT, base_env, make_token, run
+from helpers import AZEXEC, TENANT, base_env, make_token, run
 
 JOBS = 48
 

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import TENANT, base_env, make_token
+from helpers import TENANT, base_env, make_token
 
 ROOT = Path(__file__).resolve().parent.parent
 

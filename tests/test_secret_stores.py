@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import SUBSCRIPTION, TENANT, base_env, explain, make_token, run
+from helpers import SUBSCRIPTION, TENANT, base_env, explain, make_token, run
 
 PRINT_IDS = [
     sys.executable,

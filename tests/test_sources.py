@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import SUBSCRIPTION, TENANT, all_gone
+from helpers import SUBSCRIPTION, TENANT, all_gone, request
 
 from azexec import sources
 from azexec.errors import TokenSourceError, UsageError
@@ -223,7 +223,7 @@ def test_from_command_splits_like_a_shell_without_one(tmp_path: Path) -> None:
         ("no-such-command-azexec", TokenSourceError, "no-such-command-azexec: command not found"),
         ("sh -c 'echo eyJ.secret.part; exit 3'", TokenSourceError, "sh exited with status 3"),
         ("sh -c 'kill -TERM $$'", TokenSourceError, "sh was killed by SIGTERM"),
-        ("cat /dev/zero", TokenSourceError, "printed more than 1 MiB"),
+        ("cat /dev/zero", TokenSourceError, "output holds more than 1 MiB"),
         ("'unterminated", UsageError, "cannot be split"),
         ("", UsageError, "--token-cmd is empty"),
     ],
@@ -278,7 +278,7 @@ def test_env_file_with_an_empty_token_says_so(private_file: Callable[..., Path])
 
     path = private_file(f"AZURE_CLI_ACCESS_TOKEN=\nAZURE_CLI_TENANT_ID={TENANT}\n", name="a.env")
     with pytest.raises(TokenSourceError, match="AZURE_CLI_ACCESS_TOKEN is empty"):
-        plan.prepare(plan.Request(env_files=(str(path),)), {})
+        plan.prepare(request(env_files=(str(path),)), {})
 
 
 def test_env_file_parse_errors_are_azexec_warnings(private_file: Callable[..., Path]) -> None:
@@ -332,7 +332,7 @@ STOPPING_COMMAND = "sh -c 'sleep 300 & echo $! > {pids}; echo $$ >> {pids}; wait
 
 
 def _start_with_token_cmd(pids: Path, *wrapper: str) -> subprocess.Popen[bytes]:
-    from conftest import AZEXEC, base_env
+    from helpers import AZEXEC, base_env
 
     cmd = STOPPING_COMMAND.format(pids=pids)
     proc = subprocess.Popen([*wrapper, AZEXEC, "--token-cmd", cmd, "--", "true"], env=base_env())
@@ -359,7 +359,7 @@ def test_a_signal_to_azexec_ends_the_token_commands_group_first(tmp_path: Path, 
 
 def test_timeout_cancels_the_token_command_too(tmp_path: Path) -> None:
     """`timeout 2 azexec --token-cmd …` (a CI step's time limit) leaves nothing of the command running."""
-    from conftest import AZEXEC, base_env
+    from helpers import AZEXEC, base_env
 
     pids = tmp_path / "pids"
     cmd = STOPPING_COMMAND.format(pids=pids)

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import base_env, make_token
+from helpers import base_env, make_token
 
 FLOOR = Path(__file__).resolve().parent.parent / "bench" / "floor.py"
 AZEXEC_MAIN = "from azexec.cli import main; main()"

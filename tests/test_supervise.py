@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import AZEXEC, Terminal, all_gone, base_env, explain, make_token, run
+from helpers import AZEXEC, Terminal, all_gone, base_env, explain, make_token, run
 
 #: A child that records the signals it gets, and exits with a code when it gets the last one named.
 TRAPPER = """

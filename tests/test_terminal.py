@@ -7,7 +7,7 @@ import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
-from conftest import AZEXEC, TENANT, Terminal, base_env, make_token
+from helpers import AZEXEC, TENANT, Terminal, base_env, make_token
 
 
 def fake_shell(tmp_path: Path) -> Path:

@@ -6,7 +6,7 @@ import re
 import time
 
 import pytest
-from conftest import ARM, TENANT, make_token
+from helpers import ARM, TENANT, make_token
 
 from azexec import token
 from azexec.errors import TokenRejected

@@ -1,0 +1,183 @@
+"""Test helpers: a token factory, the installed command, a process runner and a pty driver.
+
+Plain functions and classes, imported by the tests (conftest.py holds fixtures only).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import select
+import subprocess
+import sys
+import termios
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import jwt
+
+from azexec.plan import Request
+
+TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"
+OTHER_TENANT = "11111111-2222-4333-8444-555555555555"
+SUBSCRIPTION = "d1b1c1a1-0000-4000-8000-00000000abcd"
+ARM = "https://management.azure.com/"
+#: The installed console script, next to this interpreter (works in a venv and without PATH).
+AZEXEC = str(Path(sys.executable).with_name("azexec"))
+
+TokenFactory = Callable[..., str]
+
+
+def make_token(*, lifetime: float = 3600, drop: tuple[str, ...] = (), **claims: Any) -> str:
+    """Make an HS256 JWT with made-up Azure-like claims; azexec never checks signatures."""
+    now = int(time.time())
+    payload: dict[str, Any] = {
+        "aud": ARM,
+        "iss": f"https://sts.windows.net/{TENANT}/",
+        "tid": TENANT,
+        "oid": str(uuid.uuid4()),
+        "upn": "alice@contoso.example",
+        "scp": "user_impersonation",
+        "iat": now - 60,
+        "nbf": now - 60,
+        "exp": now + int(lifetime),
+    }
+    payload.update(claims)
+    for name in drop:
+        payload.pop(name, None)
+    return jwt.encode(payload, "test-key-that-is-long-enough-for-hs256!", algorithm="HS256")
+
+
+def base_env(**extra: str) -> dict[str, str]:
+    """Return this process's environment (already cleaned) plus EXTRA."""
+    env = dict(os.environ)
+    env.update(extra)
+    return env
+
+
+def run(
+    *args: str,
+    input: str | bytes | None = None,
+    env: Mapping[str, str] | None = None,
+    cwd: Path | str | None = None,
+    timeout: float = 30,
+) -> subprocess.CompletedProcess[str]:
+    """Run the installed azexec as a real process; stdin is empty unless INPUT is given."""
+    data = input.encode() if isinstance(input, str) else input
+    proc = subprocess.run(
+        [AZEXEC, *args],
+        input=data if data is not None else b"",
+        capture_output=True,
+        env=dict(env) if env is not None else base_env(),
+        cwd=cwd,
+        timeout=timeout,
+        check=False,
+    )
+    return subprocess.CompletedProcess(
+        proc.args, proc.returncode, proc.stdout.decode(errors="replace"), proc.stderr.decode(errors="replace")
+    )
+
+
+def alive(pid: int) -> bool:
+    """Tell whether PID runs; a zombie nobody reaped yet (PID 1 here may not) counts as dead."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def all_gone(pids: list[int], within: float = 5.0) -> bool:
+    """Tell whether every PID is dead, allowing WITHIN seconds.
+
+    SIGKILL is sent synchronously but acted on when the target is next
+    scheduled: on a loaded CI machine a killed grandchild can linger for a
+    moment. A survivor of a missed kill (a `sleep 300`) still fails.
+    """
+    deadline = time.monotonic() + within
+    while any(alive(pid) for pid in pids):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
+def explain(result: subprocess.CompletedProcess[str]) -> str:
+    """Show what a run printed, for assertion messages (python-dotenv's habit)."""
+    return f"exit {result.returncode}\n--- stdout\n{result.stdout}\n--- stderr\n{result.stderr}"
+
+
+def request(**given: Any) -> Request:
+    """Return a Request as the CLI builds it, with the defaults of a bare command line and GIVEN."""
+    defaults: dict[str, Any] = {
+        "token_stdin": False,
+        "token_file": None,
+        "token_cmd": None,
+        "token_cmd_timeout": 60.0,
+        "token_env": None,
+        "env_files": (),
+        "subscription": None,
+        "tenant": None,
+        "min_validity": None,
+        "audiences": (),
+        "verify": True,
+        "from_environment": frozenset(),
+    }
+    return Request(**{**defaults, **given})
+
+
+class Terminal:
+    """azexec running on a pty that is its controlling terminal, as in an interactive shell."""
+
+    def __init__(
+        self, args: list[str], env: dict[str, str], *, program: str = AZEXEC, stdin: int | None = None
+    ) -> None:
+        """Run PROGRAM ARGS on a new pty; STDIN replaces the pty as stdin (it stays the controlling terminal)."""
+        self.master, slave = os.openpty()
+
+        def take_terminal() -> None:
+            os.setsid()
+            fcntl.ioctl(1, termios.TIOCSCTTY, 0)
+
+        self.proc = subprocess.Popen(
+            [program, *args],
+            stdin=slave if stdin is None else stdin,
+            stdout=slave,
+            stderr=slave,
+            env=env,
+            preexec_fn=take_terminal,
+        )
+        os.close(slave)
+        self.output = b""
+
+    def expect(self, text: str, timeout: float = 20) -> None:
+        """Read until TEXT has appeared."""
+        deadline = time.monotonic() + timeout
+        while text.encode() not in self.output:
+            remaining = deadline - time.monotonic()
+            assert remaining > 0, f"{text!r} never appeared in {self.output!r}"
+            if select.select([self.master], [], [], remaining)[0]:
+                try:
+                    self.output += os.read(self.master, 4096)
+                except OSError:  # the pty closes when the last process on it exits
+                    break
+        assert text.encode() in self.output, self.output
+
+    def send(self, text: str) -> None:
+        os.write(self.master, text.encode())
+
+    def finish(self) -> int:
+        """Drain the output and return the exit status."""
+        status = self.proc.wait(timeout=20)
+        while select.select([self.master], [], [], 0.2)[0]:
+            try:
+                chunk = os.read(self.master, 4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            self.output += chunk
+        return status
