@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import re
 import signal
 import sys
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 import click
@@ -14,6 +16,9 @@ import click
 from azexec.errors import AzexecError, UsageError
 
 if TYPE_CHECKING:  # click 8.5 made ParamType generic; older releases cannot subscript it
+    from azexec.plan import Plan
+
+    # ParamType's own parameters, where mypy can see them.
     _FloatType = click.ParamType[float, object]
     _TextType = click.ParamType[str, object]
 else:
@@ -203,22 +208,12 @@ def cli(
       az account get-access-token -o json | azexec --token-stdin -- terraform plan
     """
     from azexec import launch, plan
-    from azexec.process import Terminated, die_of
 
-    ctx = click.get_current_context()
-    from_environment = frozenset(
-        name for name in ctx.params if ctx.get_parameter_source(name) == click.core.ParameterSource.ENVIRONMENT
-    )
+    from_environment = _from_environment()
     # AZEXEC_JSON=1 set once for all runs must not break the runs that report nothing.
     if as_json and not dry_run and "as_json" not in from_environment:
         raise click.UsageError("--json goes with --dry-run")
-    argv = list(command)
-    shell = not argv and not dry_run
-    if shell:
-        if not os.isatty(0):
-            raise click.UsageError("no COMMAND given (a shell starts only when stdin is a terminal)")
-        argv = launch.default_shell(os.environ)
-
+    argv = list(command) or ([] if dry_run else _shell())
     request = plan.Request(
         token_stdin=token_stdin,
         token_file=token_file,
@@ -233,27 +228,58 @@ def cli(
         verify=not no_verify,
         from_environment=from_environment,
     )
-    try:
+    warn = _ignore if quiet else _warn
+    with _exit_status():
         checked = plan.prepare(request, os.environ)
-        warn = _ignore if quiet else _warn
         for warning in checked.warnings:
             warn(warning)
-        if shell and not quiet:
-            _echo_err(f"starting {argv[0]} with the token set; exit the shell to drop it")
         env = launch.child_environment(os.environ, checked.variables(), checked.removed)
         if dry_run:
-            from azexec import report
-
-            found = launch.which(argv[0], env) if argv else None
-            render = report.as_json if as_json else report.as_text
-            click.echo(render(checked, argv, found))
+            _report(checked, argv, env, as_json)
             return
+        if not command and not quiet:
+            _echo_err(f"starting {argv[0]} with the token set; exit the shell to drop it")
         resident = launch.Resident(
             stay=no_exec,
             mask=checked.token.value if mask else None,
             expires_at=checked.claims.expires_at if checked.claims else None,
         )
         launch.start(argv, env, resident, warn=warn, diagnose=_echo_err)
+
+
+def _from_environment() -> frozenset[str]:
+    """Name the parameters whose value came from an AZEXEC_* variable."""
+    ctx = click.get_current_context()
+    return frozenset(
+        name for name in ctx.params if ctx.get_parameter_source(name) == click.core.ParameterSource.ENVIRONMENT
+    )
+
+
+def _shell() -> list[str]:
+    """Return the user's shell, the COMMAND when none is given at a terminal."""
+    from azexec import launch
+
+    if not os.isatty(0):
+        raise click.UsageError("no COMMAND given (a shell starts only when stdin is a terminal)")
+    return launch.default_shell(os.environ)
+
+
+def _report(checked: Plan, argv: list[str], env: dict[str, str], as_json: bool) -> None:
+    """Print the --dry-run report."""
+    from azexec import launch, report
+
+    found = launch.which(argv[0], env) if argv else None
+    render = report.as_json if as_json else report.as_text
+    click.echo(render(checked, argv, found))
+
+
+@contextlib.contextmanager
+def _exit_status() -> Iterator[None]:
+    """Translate azexec's errors, once, into a message and env(1)'s exit status."""
+    from azexec.process import Terminated, die_of
+
+    try:
+        yield
     except UsageError as e:
         raise click.UsageError(str(e)) from None
     except AzexecError as e:

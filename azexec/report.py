@@ -47,44 +47,51 @@ def as_json(plan: Plan, argv: Sequence[str], found: Found | None, now: float | N
 
 def as_text(plan: Plan, argv: Sequence[str], found: Found | None, now: float | None = None) -> str:
     """Render the report for a person; every value is escaped, so none can drive the terminal."""
-    import shlex
-
     data = as_dict(plan, argv, found, now)
-    command = escape(shlex.join(data["command"]))
-    if not argv or found is None:
-        lines = ["would run: nothing (no COMMAND given; at a terminal azexec would start $SHELL)"]
-    elif found.status is None:
-        lines = [f"would run: {command}", f"  found at: {data['executable']}"]
-    else:
-        name = show(argv[0])
-        if found.status == 127:
-            what = f"{name} is not on PATH"
-        elif found.path is None:
-            what = f"{name}: {found.reason}"
-        else:
-            what = f"{name} is at {show(found.path)} but is {found.reason}"
-        lines = [f"would run: {command}", f"  {what}: running it would exit {found.status}"]
+    lines = _command_lines(argv, found, data)
     lines.append("environment:")
     for name, entry in data["variables"].items():
         if entry is None:
             lines.append(f"  {name} (unset; removed if inherited)")
         else:
             lines.append(f"  {name}={escape(entry['value'])}  from {escape(entry['source'])}")
-    for name in data["removed"]:
-        lines.append(f"  {name} (removed)")
-    token = data["token"]
-    if token is None:
-        lines.append("token: not decoded (--no-verify)")
-    else:
-        lines.append("token:")
-        for key in CLAIM_KEYS.values():
-            value = token[key]
-            if value:
-                label = key.replace("_", " ")
-                text = ", ".join(value) if isinstance(value, list) else value
-                lines.append(f"  {label + ':':<15}{escape(text)}")
-        lines.append(f"  {'expires:':<15}{token['expires']} ({token['time_left']} left)")
+    lines += [f"  {name} (removed)" for name in data["removed"]]
+    lines += _token_lines(data["token"])
     return "\n".join(lines)
+
+
+def _command_lines(argv: Sequence[str], found: Found | None, data: dict[str, Any]) -> list[str]:
+    """Say what would run, or what exec would exit with instead."""
+    import shlex
+
+    command = escape(shlex.join(data["command"]))
+    if not argv or found is None:
+        return ["would run: nothing (no COMMAND given; at a terminal azexec would start $SHELL)"]
+    if found.status is None:
+        return [f"would run: {command}", f"  found at: {data['executable']}"]
+    name = show(argv[0])
+    if found.status == 127:
+        what = f"{name} is not on PATH"
+    elif found.path is None:
+        what = f"{name}: {found.reason}"
+    else:
+        what = f"{name} is at {show(found.path)} but is {found.reason}"
+    return [f"would run: {command}", f"  {what}: running it would exit {found.status}"]
+
+
+def _token_lines(token: dict[str, Any] | None) -> list[str]:
+    """Describe the token's identity and time left."""
+    if token is None:
+        return ["token: not decoded (--no-verify)"]
+    lines = ["token:"]
+    for key in CLAIM_KEYS.values():
+        value = token[key]
+        if value:
+            label = key.replace("_", " ")
+            text = ", ".join(value) if isinstance(value, list) else value
+            lines.append(f"  {label + ':':<15}{escape(text)}")
+    lines.append(f"  {'expires:':<15}{token['expires']} ({token['time_left']} left)")
+    return lines
 
 
 #: The claims the report shows, by Claims field, with the report's name for each.

@@ -134,6 +134,11 @@ def parse(text: str, origin: str) -> Credential:
     if text[0] not in "{[":
         return Credential(origin=origin, token=Sourced(text, origin))
 
+    return _parse_json(text, origin)
+
+
+def _parse_json(text: str, origin: str) -> Credential:
+    """Take the token, subscription and tenant from a JSON token document."""
     import json
 
     try:
@@ -250,6 +255,21 @@ _KILL_LINE = b"\x15"
 _END = b"\x04"
 
 
+def _edit(line: bytearray, chunk: bytes) -> bool:
+    """Apply CHUNK's keys to LINE as a terminal would; return whether the line is complete."""
+    for byte in chunk:
+        char = bytes((byte,))
+        if char in _ENTER or (char in _END and not line):
+            return True
+        if char in _ERASE:
+            del line[-1:]
+        elif char in _KILL_LINE:
+            line.clear()
+        elif char not in _END:
+            line.append(byte)
+    return False
+
+
 def _prompt_hidden(fd: int, origin: str) -> bytes:
     """Prompt on terminal FD and read a line without echo, of any length.
 
@@ -277,24 +297,7 @@ def _prompt_hidden(fd: int, origin: str) -> bytes:
         # Echo off first: a token typed or pasted the moment the prompt shows must not be echoed.
         termios.tcsetattr(fd, termios.TCSAFLUSH, new)
         os.write(out, prompt.encode())
-        while True:
-            chunk = os.read(fd, 65536)
-            if not chunk:
-                break
-            done = False
-            for byte in chunk:
-                char = bytes((byte,))
-                if char in _ENTER or (char in _END and not line):
-                    done = True
-                    break
-                if char in _ERASE:
-                    del line[-1:]
-                elif char in _KILL_LINE:
-                    line.clear()
-                elif char not in _END:
-                    line.append(byte)
-            if done:
-                break
+        while (chunk := os.read(fd, 65536)) and not _edit(line, chunk):
             if len(line) > MAX_SOURCE_BYTES:
                 Limited(origin, "paste the token alone").add(bytes(line))
     finally:

@@ -40,15 +40,24 @@ def test_usage_errors_exit_2(runner: CliRunner, args: list[str], message: str) -
     assert message in result.output
 
 
-@pytest.mark.parametrize(("text", "seconds"), [("90s", 90), ("10m", 600), ("1h", 3600), ("1h30m", 5400), ("45", 45)])
-def test_min_validity_durations(runner: CliRunner, text: str, seconds: int) -> None:
-    """Durations parse; a token valid for 50 minutes passes or fails accordingly."""
+@pytest.mark.parametrize(
+    ("text", "seconds"), [("90s", 90), ("10m", 600), ("1h", 3600), ("1h30m", 5400), ("45", 45), ("0.5", 0.5)]
+)
+def test_durations_parse(text: str, seconds: float) -> None:
+    """A duration is a number of seconds, or hours, minutes and seconds spelt out."""
+    from azexec.cli import MAX_DURATION, Duration
+
+    assert Duration(maximum=MAX_DURATION).convert(text, None, None) == seconds
+
+
+def test_min_validity_longer_than_the_token_fails(runner: CliRunner) -> None:
+    """A token valid for 50 minutes fails --min-validity 1h with 125."""
     result = runner.invoke(
         cli,
-        ["--token-env", "T", "--min-validity", text, "--dry-run", "--", "true"],
+        ["--token-env", "T", "--min-validity", "1h", "--dry-run", "--", "true"],
         env={"T": make_token(lifetime=3000)},
     )
-    assert result.exit_code == (0 if seconds < 3000 else 125), result.output
+    assert result.exit_code == 125, result.output
 
 
 def test_help_documents_exit_codes_and_signature_policy(runner: CliRunner) -> None:
@@ -115,17 +124,6 @@ def test_token_stdin_empty_is_an_error() -> None:
     assert result.stderr == "azexec: --token-stdin is empty; it should hold the access token\n"
 
 
-def test_token_file_with_process_substitution(private_file: Callable[..., Path]) -> None:
-    """bash's <(…) hands a /dev/fd pipe; it works and is not warned about."""
-    path = private_file(make_token())
-    path.chmod(0o644)  # the pipe is what azexec opens, not this file
-    script = f'"{sys.executable}" -m azexec --token-file <(cat {path}) -- printenv AZURE_CLI_TENANT_ID'
-    result = subprocess.run(
-        ["bash", "-c", script], capture_output=True, text=True, env=base_env(), timeout=30, check=False
-    )
-    assert (result.returncode, result.stdout, result.stderr) == (0, f"{TENANT}\n", "")
-
-
 def test_token_cmd_end_to_end(private_file: Callable[..., Path]) -> None:
     """--token-cmd's stdout is the token; its stderr reaches the user; COMMAND's stdin is left alone."""
     path = private_file(make_token())
@@ -170,25 +168,17 @@ def test_tenant_mismatch_is_125_naming_both(private_file: Callable[..., Path]) -
     assert TENANT in result.stderr
 
 
-def test_dry_run_text_report(private_file: Callable[..., Path], tmp_path: Path) -> None:
-    """--dry-run runs nothing and reports command, sources, redacted token and identity."""
+def test_dry_run_runs_nothing_and_reports(private_file: Callable[..., Path], tmp_path: Path) -> None:
+    """End to end: --dry-run runs nothing, and reports the command and the redacted token (test_report has the text)."""
     tok = make_token(roles=["Contributor"])
     path = private_file(tok)
     marker = tmp_path / "ran"
     result = run("--dry-run", "--token-file", str(path), "--subscription", SUBSCRIPTION, "--", "touch", str(marker))
     assert result.returncode == 0, explain(result)
     assert not marker.exists()
-    out = result.stdout
-    assert f"would run: touch {marker}" in out
-    assert f"found at: {shutil.which('touch')}" in out
-    assert f"AZURE_CLI_ACCESS_TOKEN=<redacted: {len(tok)} chars, sha256 " in out
-    assert f"from --token-file {path}" in out
-    assert f"AZURE_CLI_SUBSCRIPTION_ID={SUBSCRIPTION}  from --subscription" in out
-    assert f"AZURE_CLI_TENANT_ID={TENANT}  from the token's tid claim" in out
-    assert "alice@contoso.example" in out
-    assert "Contributor" in out
-    assert "(59 minutes left)" in out or "(1 hour left)" in out
-    assert tok[:7] not in out
+    assert result.stdout.startswith(f"would run: touch {marker}\n  found at: {shutil.which('touch')}\n")
+    assert f"AZURE_CLI_ACCESS_TOKEN=<redacted: {len(tok)} chars, sha256 " in result.stdout
+    assert tok[:7] not in result.stdout
 
 
 def test_dry_run_json_report(private_file: Callable[..., Path]) -> None:

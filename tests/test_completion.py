@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 from helpers import AZEXEC, base_env
 
+pytestmark = pytest.mark.slow
+
 BIN = str(Path(AZEXEC).parent)
 
 

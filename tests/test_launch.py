@@ -150,9 +150,10 @@ def test_exec_mode_holds_nothing_while_command_runs(token: str) -> None:
         proc.wait()
 
 
-def test_command_gets_default_sigpipe(token: str) -> None:
+@pytest.mark.parametrize("mode", ["", "--no-exec"], ids=["exec", "resident"])
+def test_command_gets_default_sigpipe(token: str, mode: str) -> None:
     """Python ignores SIGPIPE; COMMAND must not inherit that, or `yes | head` would never end."""
-    script = f'"{AZEXEC}" --token-env T -- yes | head -1; echo "status ${{PIPESTATUS[0]}}"'
+    script = f'"{AZEXEC}" {mode} --token-env T -- yes | head -1; echo "status ${{PIPESTATUS[0]}}"'
     result = subprocess.run(
         ["bash", "-c", script], capture_output=True, text=True, env=base_env(T=token), timeout=30, check=False
     )

@@ -5,7 +5,10 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
+import pytest
 from helpers import AZEXEC, TENANT, base_env, make_token, run
+
+pytestmark = pytest.mark.slow
 
 JOBS = 48
 

@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 from helpers import TENANT, base_env, make_token
 
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parent.parent
 
 

@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 from helpers import SUBSCRIPTION, TENANT, base_env, explain, make_token, run
 
+pytestmark = pytest.mark.slow
+
 PRINT_IDS = [
     sys.executable,
     "-c",
@@ -18,12 +20,15 @@ PRINT_IDS = [
 ]
 
 
-@pytest.fixture
-def password_store(tmp_path: Path) -> Iterator[dict[str, str]]:
-    """A throwaway GNUPGHOME with a passphrase-less key and a password store holding azure/arm."""
+@pytest.fixture(scope="module")
+def password_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """A throwaway GNUPGHOME with a passphrase-less key and an empty password store, made once per module."""
+    tmp_path = tmp_path_factory.mktemp("pass")
     gnupg = tmp_path / "gnupg"
     gnupg.mkdir(mode=0o700)
     env = base_env(GNUPGHOME=str(gnupg), PASSWORD_STORE_DIR=str(tmp_path / "store"))
+    # Made before the per-test clean_env fixture runs: drop azexec's variables here.
+    env = {k: v for k, v in env.items() if not k.startswith(("AZURE_CLI_", "AZEXEC_"))}
     try:
         subprocess.run(
             [
@@ -55,7 +60,7 @@ def test_pass_show_as_token_command(password_store: dict[str, str]) -> None:
     """azexec --token-cmd "pass show azure/arm" decrypts with gpg and hands the token over."""
     token = make_token()
     subprocess.run(
-        ["pass", "insert", "--multiline", "azure/arm"],
+        ["pass", "insert", "--multiline", "--force", "azure/arm"],
         input=token + "\n",
         text=True,
         env=password_store,

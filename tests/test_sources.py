@@ -235,6 +235,7 @@ def test_from_command_failures(command: str, error: type[Exception], message: st
     assert "secret" not in str(info.value)
 
 
+@pytest.mark.slow
 def test_from_command_timeout_kills_everything_it_started(tmp_path: Path) -> None:
     """On timeout the command and its background children die, and azexec does not wait for them."""
     pidfile = tmp_path / "pids"
@@ -248,6 +249,7 @@ def test_from_command_timeout_kills_everything_it_started(tmp_path: Path) -> Non
     assert all_gone(pids)
 
 
+@pytest.mark.slow
 def test_from_command_that_exits_but_leaves_stdout_open_times_out(tmp_path: Path) -> None:
     """A daemon holding the pipe open cannot hang azexec past the timeout."""
     command = "sh -c 'echo eyJ.tok.en; sleep 300 &'"
@@ -295,6 +297,7 @@ def _parse_seconds(path: Path) -> float:
     return time.process_time() - started
 
 
+@pytest.mark.slow
 def test_env_file_parsing_is_linear_in_its_size(tmp_path: Path) -> None:
     """A 1 MiB env file (about 100 000 keys, interpolation syntax throughout) parses in time linear in its size.
 
@@ -343,6 +346,7 @@ def _start_with_token_cmd(pids: Path, *wrapper: str) -> subprocess.Popen[bytes]:
     return proc
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["SIGTERM", "SIGHUP", "SIGQUIT", "SIGINT", "SIGUSR1"])
 def test_a_signal_to_azexec_ends_the_token_commands_group_first(tmp_path: Path, name: str) -> None:
     """Whatever ends azexec while --token-cmd runs ends the command and its children, then azexec dies of it."""
@@ -357,6 +361,7 @@ def test_a_signal_to_azexec_ends_the_token_commands_group_first(tmp_path: Path, 
     assert all_gone([int(p) for p in pids.read_text().split()])
 
 
+@pytest.mark.slow
 def test_timeout_cancels_the_token_command_too(tmp_path: Path) -> None:
     """`timeout 2 azexec --token-cmd …` (a CI step's time limit) leaves nothing of the command running."""
     from helpers import AZEXEC, base_env

@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 from helpers import AZEXEC, Terminal, all_gone, base_env, explain, make_token, run
 
+pytestmark = pytest.mark.slow
+
 #: A child that records the signals it gets, and exits with a code when it gets the last one named.
 TRAPPER = """
 import signal, sys, time
@@ -97,8 +99,8 @@ def test_resident_not_found_and_not_executable(token: str, tmp_path: Path) -> No
     assert run("--no-exec", "--token-env", "T", "--", str(script), env=base_env(T=token)).returncode == 126
 
 
-def test_resident_command_gets_the_environment_and_default_sigpipe(token: str) -> None:
-    """The child's environment is as in exec mode, and SIGPIPE is not inherited ignored."""
+def test_resident_command_gets_the_environment(token: str) -> None:
+    """The child's environment is as in exec mode: the token set, the --token-env variable gone."""
     result = run(
         "--no-exec",
         "--token-env",
@@ -110,11 +112,6 @@ def test_resident_command_gets_the_environment_and_default_sigpipe(token: str) -
         env=base_env(T=token),
     )
     assert result.stdout == token + "\n", explain(result)
-    script = f'"{AZEXEC}" --no-exec --token-env T -- yes | head -1; echo "status ${{PIPESTATUS[0]}}"'
-    piped = subprocess.run(
-        ["bash", "-c", script], capture_output=True, text=True, env=base_env(T=token), timeout=30, check=False
-    )
-    assert piped.stdout == "y\nstatus 141\n", piped.stderr
 
 
 def test_ctrl_c_at_a_terminal_reaches_command_once(
@@ -153,28 +150,31 @@ def test_mask_replaces_the_token_on_stdout_and_stderr(token: str) -> None:
 
 def test_mask_passes_lines_on_promptly(token: str) -> None:
     """A line COMMAND prints appears while COMMAND still runs, not at its exit."""
-    code = "import time; print('first line', flush=True); time.sleep(30)"
+    code = "import os, time; print(os.getpid(), flush=True); time.sleep(30)"
     proc = subprocess.Popen(
         [AZEXEC, "--mask", "--token-env", "T", "--", sys.executable, "-c", code],
         env=base_env(T=token),
         stdout=subprocess.PIPE,
         stdin=subprocess.DEVNULL,
     )
+    child = None
     try:
         assert proc.stdout is not None
-        assert proc.stdout.readline() == b"first line\n"
+        child = int(proc.stdout.readline())
         assert proc.poll() is None
     finally:
-        proc.kill()
-        proc.wait()
+        proc.terminate()  # forwarded: COMMAND goes with azexec
+        proc.wait(timeout=20)
         assert proc.stdout is not None
         proc.stdout.close()
+    assert child is not None
+    assert all_gone([child])
 
 
 def test_mask_keeps_the_exit_status_and_forwards_signals(token: str) -> None:
     """--mask is resident mode: TERM is forwarded and the death re-raised."""
     proc = subprocess.Popen(
-        [AZEXEC, "--mask", "--token-env", "T", "--", "sh", "-c", "echo ready; sleep 30"],
+        [AZEXEC, "--mask", "--token-env", "T", "--", "sh", "-c", "echo ready; exec sleep 30"],
         env=base_env(T=token),
         stdout=subprocess.PIPE,
         stdin=subprocess.DEVNULL,
@@ -188,7 +188,7 @@ def test_mask_keeps_the_exit_status_and_forwards_signals(token: str) -> None:
 
 
 def test_expiry_watch_warns_and_diagnoses(token_factory: Callable[..., str]) -> None:
-    """A token expiring mid-run is announced, and a later failure is blamed on it."""
+    """End to end: a token expiring mid-run is announced, and a later failure is blamed on it."""
     command = ["--no-exec", "--token-env", "T", "--", "sh", "-c", "sleep 5; exit 3"]
     result = run(*command, env=base_env(T=token_factory(lifetime=3)))
     assert result.returncode == 3
@@ -203,15 +203,6 @@ def test_expiry_watch_warns_and_diagnoses(token_factory: Callable[..., str]) -> 
     )
 
 
-def test_quiet_silences_the_watch_not_the_diagnosis(token_factory: Callable[..., str]) -> None:
-    """-q drops the warnings; the diagnosis of a failure stays."""
-    command = ["-q", "--no-exec", "--token-env", "T", "--", "sh", "-c", "sleep 5; exit 3"]
-    result = run(*command, env=base_env(T=token_factory(lifetime=3)))
-    assert result.returncode == 3
-    (line,) = result.stderr.splitlines()
-    assert "into the run; COMMAND's failure may be an authentication error" in line
-
-
 def test_mask_does_not_wait_for_what_command_left_behind(token: str, tmp_path: Path) -> None:
     """A background job holding the pipes open cannot keep azexec alive after COMMAND exits."""
     pidfile = tmp_path / "pid"
@@ -221,15 +212,6 @@ def test_mask_does_not_wait_for_what_command_left_behind(token: str, tmp_path: P
     os.kill(int(pidfile.read_text()), signal.SIGKILL)
     assert (result.returncode, result.stdout) == (0, "done\n")
     assert time.monotonic() - started < 30
-
-
-def test_expiry_watch_five_minute_warning(token_factory: Callable[..., str]) -> None:
-    """Five minutes before expiry, while COMMAND runs, one warning; a success needs no diagnosis."""
-    result = run("--no-exec", "--token-env", "T", "--", "sleep", "6", env=base_env(T=token_factory(lifetime=304)))
-    assert result.returncode == 0, explain(result)
-    (line,) = result.stderr.splitlines()
-    assert line.startswith("azexec: warning: the access token expires in 5 minutes (")
-    assert line.endswith(") and COMMAND is still running")
 
 
 def test_resident_mode_leaves_nothing_running(token: str, tmp_path: Path) -> None:

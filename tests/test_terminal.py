@@ -7,7 +7,10 @@ import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from helpers import AZEXEC, TENANT, Terminal, base_env, make_token
+
+pytestmark = pytest.mark.slow
 
 
 def fake_shell(tmp_path: Path) -> Path:
