@@ -16,7 +16,8 @@ import click
 from azexec.errors import AzexecError, UsageError
 
 if TYPE_CHECKING:  # click 8.5 made ParamType generic; older releases cannot subscript it
-    from azexec.plan import Plan
+    from azexec.plan import Plan, Request
+    from azexec.provider import Provider
 
     # ParamType's own parameters, where mypy can see them.
     _FloatType = click.ParamType[float, object]
@@ -164,6 +165,12 @@ MAX_DURATION = 7 * 24 * 3600.0
     help="Replace the token with *** in COMMAND's stdout and stderr (implies --no-exec; COMMAND sees pipes, "
     "not a terminal).",
 )
+@option(
+    "--identity-server",
+    is_flag=True,
+    help="Also serve the token to Azure SDKs, az and terraform through a local managed-identity endpoint "
+    "(127.0.0.1; implies --no-exec). With {resource} in --token-cmd, any resource is served.",
+)
 @option("--no-verify", is_flag=True, help="Skip the JWT checks, for opaque tokens; format checks still run.")
 @option("--dry-run", is_flag=True, help="Check everything and report what would run, token redacted; run nothing.")
 @option("--json", "as_json", envvar="AZEXEC_JSON", is_flag=True, help="With --dry-run, print the report as JSON.")
@@ -183,6 +190,7 @@ def cli(
     audiences: tuple[str, ...],
     no_exec: bool,
     mask: bool,
+    identity_server: bool,
     no_verify: bool,
     dry_run: bool,
     as_json: bool,
@@ -243,6 +251,9 @@ def cli(
             stay=no_exec,
             mask=checked.token.value if mask else None,
             expires_at=checked.claims.expires_at if checked.claims else None,
+            identity=_provider(checked, request) if identity_server else None,
+            tenant=checked.tenant.value if checked.tenant else None,
+            subscription=checked.subscription.value if checked.subscription else None,
         )
         launch.start(argv, env, resident, warn=warn, diagnose=_echo_err)
 
@@ -262,6 +273,13 @@ def _shell() -> list[str]:
     if not os.isatty(0):
         raise click.UsageError("no COMMAND given (a shell starts only when stdin is a terminal)")
     return launch.default_shell(os.environ)
+
+
+def _provider(checked: Plan, request: Request) -> Provider:
+    """Return the identity server's token provider."""
+    from azexec import provider
+
+    return provider.for_plan(checked, request)
 
 
 def _report(checked: Plan, argv: list[str], env: dict[str, str], as_json: bool) -> None:

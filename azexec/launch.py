@@ -7,9 +7,12 @@ import errno
 import os
 import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from typing import NamedTuple, NoReturn, TypeVar
+from typing import TYPE_CHECKING, NamedTuple, NoReturn, TypeVar
 
 from azexec.errors import CommandNotExecutable, CommandNotFound, LaunchError
+
+if TYPE_CHECKING:
+    from azexec.provider import Provider
 
 #: The shell execvp(3), env(1) and shells fall back on for a script without a #! line.
 BOURNE_SHELL = "/bin/sh"
@@ -98,6 +101,11 @@ class Resident(NamedTuple):
     mask: str | None
     #: The token's expiry, for the expiry watch (None: not decoded).
     expires_at: float | None
+    #: --identity-server: where its tokens come from.
+    identity: Provider | None
+    #: The resolved tenant and subscription, for the identity server's ARM_* variables.
+    tenant: str | None
+    subscription: str | None
 
 
 def start(argv: Sequence[str], env: Mapping[str, str], resident: Resident, *, warn: Say, diagnose: Say) -> NoReturn:
@@ -105,16 +113,22 @@ def start(argv: Sequence[str], env: Mapping[str, str], resident: Resident, *, wa
 
     WARN prints the expiry warnings (silenced by -q); DIAGNOSE explains a failure after COMMAND exits.
     """
-    if os.name == "posix" and not resident.stay and resident.mask is None:
+    if os.name == "posix" and not resident.stay and resident.mask is None and resident.identity is None:
         execute(argv, env)
     from azexec import supervise
 
     parts: list[supervise.Part] = []
+    if resident.identity is not None:
+        from azexec.identity import IdentityServer
+
+        parts.append(IdentityServer(resident.identity, tenant=resident.tenant, subscription=resident.subscription))
     if resident.mask is not None:
         from azexec.mask import Mask
 
         parts.append(Mask(resident.mask))
-    if resident.expires_at is not None:
+    # A token the identity server will refresh does not expire for COMMAND: nothing to warn of.
+    refreshed = resident.identity is not None and resident.identity.refreshable()
+    if resident.expires_at is not None and not refreshed:
         from azexec.watch import ExpiryWatch
 
         parts.append(ExpiryWatch(resident.expires_at, warn=warn, diagnose=diagnose))

@@ -51,7 +51,7 @@ class Credential(NamedTuple):
 def from_stdin(origin: str = "--token-stdin") -> Credential:
     """Read standard input to EOF, or prompt without echo when it is a terminal."""
     data = _prompt_hidden(0, origin) if os.isatty(0) else _read_fd(0, origin)
-    return parse(_decode(data, origin), origin)
+    return parse(decode(data, origin), origin)
 
 
 def from_file(path: str) -> Credential:
@@ -60,7 +60,7 @@ def from_file(path: str) -> Credential:
         return from_stdin("--token-file -")
     origin = f"--token-file {show(path)}"
     data, warnings = _read_path(path, origin)
-    credential = parse(_decode(data, origin), origin)
+    credential = parse(decode(data, origin), origin)
     return credential._replace(warnings=credential.warnings + warnings)
 
 
@@ -73,12 +73,16 @@ def from_env(name: str, environ: Mapping[str, str]) -> Credential:
     return parse(text, origin)
 
 
-def from_command(command: str, timeout: float) -> Credential:
-    """Run COMMAND without a shell and take the token from its stdout."""
+def from_command(command: str, timeout: float, resource: str | None = None) -> Credential:
+    """Run COMMAND without a shell and take the token from its stdout.
+
+    RESOURCE (default: ARM, as az asks for it) replaces {resource} in COMMAND's arguments.
+    """
     from azexec import tokencmd
+    from azexec.resources import DEFAULT_RESOURCE
 
     origin = "--token-cmd"
-    return parse(_decode(tokencmd.run(command, timeout), origin), origin)
+    return parse(decode(tokencmd.run(command, timeout, resource or DEFAULT_RESOURCE), origin), origin)
 
 
 def from_env_file(path: str) -> Credential:
@@ -97,7 +101,7 @@ def from_env_file(path: str) -> Credential:
     values: dict[str, str] = {}
     problems: list[str] = []
     # Parsed from memory: python-dotenv would silently read a missing file as empty.
-    for binding in parse_stream(io.StringIO(_decode(data, origin))):
+    for binding in parse_stream(io.StringIO(decode(data, origin))):
         if binding.error:
             problems.append(f"{origin}: line {binding.original.line} is not KEY=VALUE and is ignored")
         elif binding.key in ENV_FILE_KEYS:
@@ -239,7 +243,7 @@ def _read_fd(fd: int, origin: str) -> bytes:
         gathered.add(chunk)
 
 
-def _decode(data: bytes, origin: str) -> str:
+def decode(data: bytes, origin: str) -> str:
     """Decode UTF-8, dropping a byte-order mark that Windows editors add."""
     try:
         # removeprefix rather than the utf-8-sig codec: one import less at start-up.

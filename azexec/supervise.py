@@ -48,17 +48,23 @@ def run(argv: Sequence[str], env: Mapping[str, str], parts: Sequence[Part] = ())
     child_env = dict(env)
     started: list[Part] = []
     code: int | None = None
+    # Block first: threads the parts start inherit the mask, so signals come to the main thread only.
+    original_mask: set[int | signal.Signals] = _block() if os.name == "posix" else set()
     try:
         redirections: list[Redirection] = []
         for part in parts:
             started.append(part)
             redirections += part.start(child_env)
-        spawn = _run_posix if os.name == "posix" else _run_windows
-        code = spawn(argv, child_env, redirections, started)
+        if os.name == "posix":
+            code = _run_posix(argv, child_env, redirections, started, original_mask)
+        else:  # pragma: no cover - Windows
+            code = _run_windows(argv, child_env, redirections, started)
     finally:
         for part in reversed(started):
             with contextlib.suppress(Exception):  # COMMAND's status matters more than a part's cleanup
                 part.stop(code)
+        if code is None and os.name == "posix":  # no COMMAND: azexec reports an error and exits
+            signal.pthread_sigmask(signal.SIG_SETMASK, original_mask)
     _flush()
     assert code is not None  # spawn returned
     if code < 0:
@@ -72,27 +78,33 @@ def _flush() -> None:
             stream.flush()
 
 
+def _block() -> set[int | signal.Signals]:
+    """Block the signals resident mode waits for, and those that dump core; return the previous mask.
+
+    A SIGTERM before COMMAND starts must be forwarded, not kill azexec; and no
+    signal may dump azexec while the caller's core limit is back.
+    """
+    waited_for = set(signal_numbers(FORWARDED)) | {signal.SIGCHLD}
+    return signal.pthread_sigmask(signal.SIG_BLOCK, waited_for | set(signal_numbers(CORE_SIGNALS)))
+
+
 def _run_posix(
-    argv: Sequence[str], env: Mapping[str, str], redirections: list[Redirection], parts: Sequence[Part]
+    argv: Sequence[str],
+    env: Mapping[str, str],
+    redirections: list[Redirection],
+    parts: Sequence[Part],
+    original_mask: set[int | signal.Signals],
 ) -> int:
     forwarded = set(signal_numbers(FORWARDED))
     waited_for = forwarded | {signal.SIGCHLD}
-    # Block before spawning: a SIGTERM in between must be forwarded, not kill
-    # azexec; and no signal may dump azexec while the caller's core limit is back.
-    # Threads the parts start later inherit the mask, so signals come here only.
-    original_mask = signal.pthread_sigmask(signal.SIG_BLOCK, waited_for | set(signal_numbers(CORE_SIGNALS)))
     actions = [(os.POSIX_SPAWN_DUP2, ours, theirs) for ours, theirs in redirections]
     reset = signal_numbers(PYTHON_IGNORED) + sorted(forwarded) + signal_numbers(CORE_SIGNALS)
 
     def spawn(path: str, args: list[str]) -> int:
         return os.posix_spawn(path, args, dict(env), file_actions=actions, setsigmask=original_mask, setsigdef=reset)
 
-    try:
-        with caller_core_limit():
-            pid = search(argv, env, spawn)
-    except BaseException:
-        signal.pthread_sigmask(signal.SIG_SETMASK, original_mask)
-        raise
+    with caller_core_limit():
+        pid = search(argv, env, spawn)
     # COMMAND runs: from here on nothing may end azexec before it (resident mode never orphans it).
     signal.pthread_sigmask(signal.SIG_SETMASK, original_mask | waited_for)
     for part in parts:

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from azexec import ids
 from azexec.errors import TokenRejected
 from azexec.redact import show
+from azexec.resources import ARM_AUDIENCES
 
 if TYPE_CHECKING:
     from jwt.types import Options
@@ -26,19 +27,6 @@ WARN_REMAINING_SECONDS = 300
 #: Claim times are clamped to 0001-01-01 .. 9999-12-31 (UTC), which every clock call here represents.
 MIN_TIME = -62135596800
 MAX_TIME = 253402300799
-
-#: Azure Resource Manager in the public, US Government and China clouds.
-ARM_AUDIENCES = frozenset(
-    {
-        "https://management.azure.com",
-        "https://management.core.windows.net",
-        "https://management.usgovcloudapi.net",
-        "https://management.core.usgovcloudapi.net",
-        "https://management.chinacloudapi.cn",
-        "https://management.core.chinacloudapi.cn",
-        "797f4846-ba00-4fd7-ba43-dac1f8f63013",
-    }
-)
 
 _NO_VERIFY_HINT = "if the token is opaque by design, pass --no-verify to skip the JWT checks"
 

@@ -38,14 +38,29 @@ class Terminal(NamedTuple):
     is_stdin: bool
 
 
-def run(command: str, timeout: float) -> bytes:
-    """Run COMMAND and return its stdout; its stderr goes straight to the user."""
+#: In an argument of --token-cmd, replaced by the resource a token is wanted for.
+RESOURCE_PLACEHOLDER = "{resource}"
+
+
+def split(command: str, resource: str) -> list[str]:
+    """Split COMMAND like a shell (no shell runs it), then put RESOURCE where {resource} stands."""
     try:
         argv = shlex.split(command)
     except ValueError as e:
         raise UsageError(f"--token-cmd cannot be split like a shell command: {e}") from None
     if not argv:
         raise UsageError("--token-cmd is empty")
+    return [arg.replace(RESOURCE_PLACEHOLDER, resource) for arg in argv]
+
+
+def takes_resource(command: str) -> bool:
+    """Tell whether COMMAND asks for the resource through {resource}."""
+    return RESOURCE_PLACEHOLDER in command
+
+
+def run(command: str, timeout: float, resource: str) -> bytes:
+    """Run COMMAND, in the foreground, and return its stdout; its stderr goes straight to the user."""
+    argv = split(command, resource)
     name = show(argv[0])
     terminal = _foreground_terminal()
     try:
@@ -270,3 +285,46 @@ def _signal_name(number: int) -> str:
         return signal.Signals(number).name
     except ValueError:
         return f"signal {number}"
+
+
+def run_detached(command: str, timeout: float, resource: str, running: set[int] | None = None) -> bytes:
+    """Run COMMAND for RESOURCE while COMMAND (azexec's) runs: no terminal, no stdin, any thread.
+
+    Its process group is in RUNNING while it runs, so that whoever stops azexec can kill it.
+    """
+    argv = split(command, resource)
+    name = show(argv[0])
+    try:
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, start_new_session=True)
+    except (OSError, ValueError) as e:
+        reason = "command not found" if isinstance(e, FileNotFoundError) else getattr(e, "strerror", None) or str(e)
+        raise TokenSourceError(f"--token-cmd: {name}: {reason}", "fix the command") from None
+    if running is not None:
+        running.add(proc.pid)
+    assert proc.stdout is not None
+    gathered = Limited("--token-cmd's output", "it should print the token alone")
+    deadline = time.monotonic() + timeout
+    try:
+        out = proc.stdout.fileno()
+        while chunk := _read_before(out, deadline, timeout):
+            gathered.add(chunk)
+        status = proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+    except subprocess.TimeoutExpired:
+        raise _timed_out(timeout) from None
+    finally:
+        _kill_group(proc)
+        proc.stdout.close()
+        if running is not None:
+            running.discard(proc.pid)
+    if status != 0:
+        how = f"was killed by {_signal_name(-status)}" if status < 0 else f"exited with status {status}"
+        raise TokenSourceError(f"--token-cmd failed: {name} {how}", "see its messages on azexec's stderr")
+    return gathered.data()
+
+
+def _read_before(fd: int, deadline: float, timeout: float) -> bytes:
+    """Read a chunk of FD before DEADLINE (b"" at EOF)."""
+    remaining = deadline - time.monotonic()
+    if remaining <= 0 or not select.select([fd], [], [], remaining)[0]:
+        raise _timed_out(timeout)
+    return os.read(fd, 65536)

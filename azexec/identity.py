@@ -1,0 +1,243 @@
+"""The identity server: a resident part serving the token through a local managed-identity endpoint.
+
+Two protocols on 127.0.0.1 and an ephemeral port, each behind a path of its own
+that nobody can guess:
+
+- App Service (api-version 2019-08-01), which every Azure SDK and az use when
+  IDENTITY_ENDPOINT and IDENTITY_HEADER are set: the header must match;
+- IMDS style, for terraform's azurerm provider (ARM_MSI_ENDPOINT): `Metadata: true`.
+
+Standard library only. Every refusal is a 4xx with a JSON body (a 5xx makes the
+SDKs retry for seconds); nothing is logged, and no answer holds a secret but
+the token asked for.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hmac
+import json
+import secrets
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from azexec.provider import Provider, Refused, Served
+from azexec.redact import show
+
+#: Variables that would make a client pick another managed-identity protocol.
+OTHER_PROTOCOLS = ("IDENTITY_SERVER_THUMBPRINT", "IMDS_ENDPOINT", "MSI_ENDPOINT", "MSI_SECRET")
+#: A request that takes longer than this to arrive is cut off.
+SOCKET_TIMEOUT_SECONDS = 5.0
+#: Connections served at once; more wait in the listen queue.
+MAX_CONNECTIONS = 64
+#: The longest query string a request may carry.
+MAX_QUERY = 4096
+
+ERROR_NAMES = {
+    400: "invalid_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    408: "request_timeout",
+    414: "uri_too_long",
+    431: "request_header_fields_too_large",
+}
+
+
+class Server(ThreadingHTTPServer):
+    """A loopback HTTP server that knows its secrets and its provider."""
+
+    daemon_threads = True
+    request_queue_size = 128
+
+    def __init__(self, provider: Provider) -> None:
+        super().__init__(("127.0.0.1", 0), Handler)
+        self.provider = provider
+        self.port = self.server_address[1]
+        self.app_service_path = "/" + secrets.token_urlsafe(24)
+        self.imds_path = "/" + secrets.token_urlsafe(24)
+        self.header = secrets.token_urlsafe(32)
+        self.hosts = (f"127.0.0.1:{self.port}", f"localhost:{self.port}")
+        self.slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        """Serve on a thread of its own, at most MAX_CONNECTIONS at once."""
+        self.slots.acquire()
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self.slots.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self.slots.release()
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """Print nothing: a broken client is no news, and a traceback could show a path."""
+
+
+class Handler(BaseHTTPRequestHandler):
+    """Answer one client; every answer is JSON."""
+
+    server: Server
+    protocol_version = "HTTP/1.1"
+    timeout = SOCKET_TIMEOUT_SECONDS
+    server_version = "azexec"
+    sys_version = ""
+
+    def do_GET(self) -> None:
+        """Serve the token, or refuse with a reason."""
+        try:
+            resource = self._checked_resource()
+            answer = self.server.provider.get(resource)
+        except _Refusal as e:
+            self._send(e.status, _error(e.status, e.message))
+            return
+        except Refused as e:
+            self._send(400, _error(400, str(e)))
+            return
+        self._send(200, _token(answer, resource, self.server.provider.clock()))
+
+    def _refuse_method(self) -> None:
+        self._send(405, _error(405, f"{show(self.command)} is not served; ask with GET"))
+
+    do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_HEAD = do_TRACE = do_CONNECT = _refuse_method
+
+    def _checked_resource(self) -> str:
+        """Check where the request comes from and what it carries; return the resource asked for."""
+        host = self.headers.get("Host", "")
+        if host not in self.server.hosts:
+            raise _Refusal(403, "the Host header must be 127.0.0.1 or localhost with this port")
+        if "Origin" in self.headers:
+            raise _Refusal(403, "requests from web pages are not served")
+        parts = urlsplit(self.path)
+        if len(parts.query) > MAX_QUERY:
+            raise _Refusal(414, "the query string is too long")
+        if _same(parts.path, self.server.app_service_path):
+            if not _same(self.headers.get("X-IDENTITY-HEADER", ""), self.server.header):
+                raise _Refusal(401, "the X-IDENTITY-HEADER header is missing or wrong; use the IDENTITY_HEADER value")
+        elif _same(parts.path, self.server.imds_path):
+            if self.headers.get("Metadata", "").lower() != "true":
+                raise _Refusal(400, "the Metadata: true header is missing")
+        else:
+            raise _Refusal(404, "no such endpoint; use IDENTITY_ENDPOINT or ARM_MSI_ENDPOINT as given")
+        values = parse_qs(parts.query).get("resource", [])
+        if len(values) != 1 or not values[0].strip():
+            raise _Refusal(400, "name exactly one resource, e.g. ?resource=https://management.azure.com/")
+        return values[0]
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """Answer http.server's own errors (bad request lines, huge headers) as JSON 4xx, never 5xx."""
+        status = code if 400 <= code < 500 else (405 if code == 501 else 400)
+        self.close_connection = True
+        with contextlib.suppress(OSError):
+            self._send(status, _error(status, "the request is malformed"))
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Log nothing: a path holds a secret."""
+
+    def _send(self, status: int, body: dict[str, Any]) -> None:
+        data = json.dumps(body).encode()
+        self.send_response_only(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.send_header("Cache-Control", "no-store")
+        if self.close_connection:
+            self.send_header("Connection", "close")
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(data)
+
+
+class _Refusal(Exception):
+    """Raised when a request is not served; carries the status and azexec's message."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def _same(given: str, secret: str) -> bool:
+    """Compare in constant time."""
+    return hmac.compare_digest(given.encode("utf-8", "surrogateescape"), secret.encode())
+
+
+def _error(status: int, message: str) -> dict[str, Any]:
+    """The body of a refusal: msal-python reads statusCode and message, msal-node error and error_description."""
+    return {
+        "error": ERROR_NAMES.get(status, "invalid_request"),
+        "error_description": message,
+        "statusCode": status,
+        "message": f"azexec: {message}",
+    }
+
+
+def _token(answer: Served, resource: str, now: float) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "access_token": answer.value,
+        "expires_on": str(answer.expires_at),
+        "expires_in": max(0, int(answer.expires_at - now)),
+        "resource": resource,
+        "token_type": "Bearer",
+    }
+    if answer.not_before is not None:
+        body["not_before"] = str(answer.not_before)
+    if answer.client_id:
+        body["client_id"] = answer.client_id
+    return body
+
+
+class IdentityServer:
+    """A resident part: serve the token on 127.0.0.1 from before COMMAND starts until it exits."""
+
+    def __init__(self, provider: Provider, *, tenant: str | None, subscription: str | None) -> None:
+        self.provider = provider
+        self.tenant = tenant
+        self.subscription = subscription
+        self.server: Server | None = None
+        self.thread: threading.Thread | None = None
+
+    def start(self, env: dict[str, str]) -> list[tuple[int, int]]:
+        """Listen, and point COMMAND's managed-identity clients at the endpoint."""
+        self.server = server = Server(self.provider)
+        base = f"http://127.0.0.1:{server.port}"
+        for name in OTHER_PROTOCOLS:
+            env.pop(name, None)
+        env["IDENTITY_ENDPOINT"] = base + server.app_service_path
+        env["IDENTITY_HEADER"] = server.header
+        for name in ("NO_PROXY", "no_proxy"):
+            present = [entry.strip() for entry in env.get(name, "").split(",") if entry.strip()]
+            env[name] = ",".join([*present, *(h for h in ("127.0.0.1", "localhost") if h not in present)])
+        env.setdefault("AZURE_TOKEN_CREDENTIALS", "ManagedIdentityCredential")
+        env["ARM_USE_MSI"] = "true"
+        env["ARM_MSI_ENDPOINT"] = base + server.imds_path
+        if self.tenant is not None:
+            env["ARM_TENANT_ID"] = self.tenant
+        if self.subscription is not None:
+            env["ARM_SUBSCRIPTION_ID"] = self.subscription
+        # Serving starts now, before COMMAND: a client may ask the moment it starts.
+        self.thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2}, daemon=True)
+        self.thread.start()
+        return []
+
+    def running(self) -> None:
+        """Nothing to do: the server is already serving."""
+
+    def stop(self, code: int | None) -> None:
+        """Stop listening, and kill any token command still running for a request."""
+        import os
+        import signal
+
+        if self.server is not None:
+            self.server.shutdown()
+            self.server.server_close()
+        for pgid in list(self.provider.running):
+            with contextlib.suppress(OSError):
+                os.killpg(pgid, signal.SIGKILL)

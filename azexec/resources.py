@@ -1,0 +1,67 @@
+"""Which resource a token serves: normalised spellings, and Azure Resource Manager in each cloud."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+#: The Azure Resource Manager application, the same in every cloud.
+ARM_APP_ID = "797f4846-ba00-4fd7-ba43-dac1f8f63013"
+#: Azure Resource Manager's spellings, one set per cloud.
+ARM_BY_CLOUD = (
+    frozenset({"https://management.azure.com", "https://management.core.windows.net"}),
+    frozenset({"https://management.usgovcloudapi.net", "https://management.core.usgovcloudapi.net"}),
+    frozenset({"https://management.chinacloudapi.cn", "https://management.core.chinacloudapi.cn"}),
+)
+#: Every spelling of ARM, in any cloud.
+ARM_AUDIENCES = frozenset().union(*ARM_BY_CLOUD, {ARM_APP_ID})
+#: What a token command with {resource} is first run for: the resource az itself asks for.
+DEFAULT_RESOURCE = "https://management.core.windows.net/"
+
+
+def normalize(resource: str) -> str:
+    """Return RESOURCE without /.default, a trailing slash, or case in its scheme and host."""
+    text = resource.strip()
+    text = text.removesuffix("/.default")
+    text = text.rstrip("/")
+    scheme, sep, rest = text.partition("://")
+    if not sep:
+        return text.lower() if _is_guid_like(text) else text
+    host, slash, path = rest.partition("/")
+    return f"{scheme.lower()}://{host.lower()}{slash}{path}"
+
+
+def is_arm(resource: str) -> bool:
+    """Tell whether RESOURCE is Azure Resource Manager, in any cloud."""
+    return normalize(resource) in ARM_AUDIENCES
+
+
+def same_resource(held: str, requested: str) -> bool:
+    """Tell whether a token for HELD serves REQUESTED: the same resource, or ARM in the same cloud.
+
+    The ARM application ID names no cloud, so it matches ARM in any.
+    """
+    a, b = normalize(held), normalize(requested)
+    if a == b:
+        return True
+    cloud_a, cloud_b = _arm_cloud(a), _arm_cloud(b)
+    if cloud_a is None or cloud_b is None:
+        return False
+    return cloud_a == cloud_b or -1 in (cloud_a, cloud_b)
+
+
+def _arm_cloud(normalized: str) -> int | None:
+    """Return the index of the cloud whose ARM this is (-1: the app ID, any cloud), or None."""
+    if normalized == ARM_APP_ID:
+        return -1
+    return next((i for i, cloud in enumerate(ARM_BY_CLOUD) if normalized in cloud), None)
+
+
+def serves(audiences: Sequence[str] | None, requested: str) -> bool:
+    """Tell whether a token with AUDIENCES serves REQUESTED; unknown audiences (--no-verify) serve ARM only."""
+    if audiences is None:
+        return is_arm(requested)
+    return any(same_resource(audience, requested) for audience in audiences)
+
+
+def _is_guid_like(text: str) -> bool:
+    return len(text) == 36 and text.count("-") == 4
