@@ -88,7 +88,10 @@ class Provider:
         self.verify = verify
         self.running = running
         self.clock = clock
-        self.cache: dict[str, Served] = {}
+        #: By normalised resource; "" is the held token's audience.
+        self.cache: dict[str, Served] = {"": first}
+        #: The last fetch's result per resource, so that requests waiting on it share it.
+        self.outcomes: dict[str, Served | Refused] = {}
         self.locks: dict[str, threading.Lock] = {}
         self.guard = threading.Lock()
 
@@ -102,16 +105,28 @@ class Provider:
         if not held and not self.source.per_resource():
             raise Refused(self._unservable(resource))
         key = "" if held else resources.normalize(resource)
+        seen = self.outcomes.get(key)
         with self._lock(key):
-            current = self.cache.get(key, self.first if held else None)
+            latest = self.outcomes.get(key)
+            if latest is not seen and latest is not None:
+                # Another request fetched while this one waited: one run answers them all.
+                if isinstance(latest, Refused):
+                    raise latest
+                if latest.expires_at > self.clock():
+                    return latest
+            current = self.cache.get(key)
             if current is not None and current.expires_at - self.clock() >= REFRESH_SECONDS:
                 return current
             if not self.source.rereadable():
                 if current is not None and current.expires_at > self.clock():
                     return current
                 raise Refused(self._expired(current))
-            fresh = self._fetch(resource if not held else None)
-            self.cache[key] = fresh
+            try:
+                fresh = self._fetch(resource if not held else None)
+            except Refused as e:
+                self.outcomes[key] = e
+                raise
+            self.cache[key] = self.outcomes[key] = fresh
             return fresh
 
     def _lock(self, key: str) -> threading.Lock:

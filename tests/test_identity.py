@@ -1,0 +1,299 @@
+"""The identity server with the real Azure SDK clients, run as COMMAND by azexec.
+
+Python azure-identity (sync, DefaultAzureCredential, asyncio) and JS
+@azure/identity run by node get the token through the App Service protocol;
+terraform's IMDS-style request is replayed exactly. Refresh, refusals and the
+server's security are tested against a live azexec.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from helpers import ARM, TENANT, base_env, explain, make_token, run
+
+pytestmark = pytest.mark.slow
+
+NODE_MODULES = Path(__file__).resolve().parent / "node" / "node_modules"
+
+PYTHON_CLIENT = """
+import hashlib, sys
+from azure.identity import DefaultAzureCredential, ManagedIdentityCredential
+kind, scope = sys.argv[1], sys.argv[2]
+credential = DefaultAzureCredential() if kind == "default" else ManagedIdentityCredential()
+try:
+    token = credential.get_token(scope)
+except Exception as e:
+    print("refused:", e)
+    sys.exit(3)
+print(hashlib.sha256(token.token.encode()).hexdigest(), token.expires_on)
+"""
+
+ASYNC_CLIENT = """
+import asyncio, hashlib, sys
+from azure.identity.aio import ManagedIdentityCredential
+
+async def main():
+    async with ManagedIdentityCredential() as credential:
+        token = await credential.get_token(sys.argv[1])
+    print(hashlib.sha256(token.token.encode()).hexdigest(), token.expires_on)
+
+asyncio.run(main())
+"""
+
+JS_CLIENT = """
+const { DefaultAzureCredential, ManagedIdentityCredential } = require("@azure/identity");
+const crypto = require("crypto");
+const [kind, scope] = process.argv.slice(2);
+const credential = kind === "default" ? new DefaultAzureCredential() : new ManagedIdentityCredential();
+credential.getToken(scope).then(
+  (token) => console.log(crypto.createHash("sha256").update(token.token).digest("hex"),
+                         Math.floor(token.expiresOnTimestamp / 1000)),
+  (error) => { console.log("refused: " + error); process.exit(3); },
+);
+"""
+
+#: A stand-in for `az account get-access-token --resource R`: mints a token for R and counts its runs.
+MINT = """
+import sys, time, jwt
+sys.path.insert(0, sys.argv[3])
+from helpers import make_token
+with open(sys.argv[2], "a") as f:
+    f.write(sys.argv[1] + "\\n")
+print(make_token(aud=sys.argv[1], lifetime=float(sys.argv[4])))
+"""
+
+#: What terraform's azurerm provider (go-azure-sdk) sends to ARM_MSI_ENDPOINT.
+IMDS_CLIENT = """
+import json, os, sys, urllib.request
+url = os.environ["ARM_MSI_ENDPOINT"] + "?api-version=2018-02-01&resource=https://management.azure.com/"
+headers = {"Metadata": "true"} if sys.argv[1] == "with-metadata" else {}
+opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+try:
+    body = json.load(opener.open(urllib.request.Request(url, headers=headers)))
+    same = body["access_token"] == os.environ["AZURE_CLI_ACCESS_TOKEN"]
+    print(200, json.dumps(sorted(body)), body["expires_in"] > 0, same)
+except urllib.error.HTTPError as e:
+    print(e.code, e.read().decode())
+"""
+
+
+def sha(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+@pytest.fixture
+def script(tmp_path: Path) -> Callable[[str, str], Path]:
+    def write(name: str, text: str) -> Path:
+        path = tmp_path / name
+        path.write_text(text)
+        return path
+
+    return write
+
+
+def identity_env(**extra: str) -> dict[str, str]:
+    """The environment of a run whose COMMAND is an SDK client: no stray Azure settings, no bytecode."""
+    env = {k: v for k, v in base_env(**extra).items() if not k.startswith(("IDENTITY_", "MSI_", "AZURE_", "ARM_"))}
+    env["PYTHONDONTWRITEBYTECODE"] = "1"
+    env["NODE_PATH"] = str(NODE_MODULES)
+    return {**env, **extra}
+
+
+@pytest.mark.parametrize("kind", ["managed", "default"])
+def test_python_azure_identity_gets_the_token(script: Callable[[str, str], Path], kind: str) -> None:
+    """ManagedIdentityCredential and DefaultAzureCredential get exactly the token, with its expiry."""
+    tok = make_token(lifetime=7200)
+    client = script("client.py", PYTHON_CLIENT)
+    args = ["--identity-server", "--token-env", "T", "--", sys.executable, str(client), kind, ARM + ".default"]
+    result = run(*args, env=identity_env(T=tok), timeout=60)
+    assert result.returncode == 0, explain(result)
+    digest, expires_on = result.stdout.split()
+    assert digest == sha(tok)
+    assert int(expires_on) == json.loads(_payload(tok))["exp"]
+
+
+def test_python_asyncio_client_gets_the_token(script: Callable[[str, str], Path]) -> None:
+    """azure.identity.aio.ManagedIdentityCredential (aiohttp) gets it too."""
+    tok = make_token()
+    client = script("client.py", ASYNC_CLIENT)
+    result = run(
+        "--identity-server", "--token-env", "T", "--", sys.executable, str(client), ARM, env=identity_env(T=tok)
+    )
+    assert result.returncode == 0, explain(result)
+    assert result.stdout.split()[0] == sha(tok)
+
+
+@pytest.mark.parametrize("kind", ["managed", "default"])
+def test_js_azure_identity_gets_the_token(script: Callable[[str, str], Path], kind: str) -> None:
+    """@azure/identity from npm, run by node: the same two credentials."""
+    tok = make_token()
+    client = script("client.js", JS_CLIENT)
+    result = run(
+        "--identity-server",
+        "--token-env",
+        "T",
+        "--",
+        "node",
+        str(client),
+        kind,
+        ARM + ".default",
+        env=identity_env(T=tok),
+    )
+    assert result.returncode == 0, explain(result)
+    digest, expires_on = result.stdout.split()
+    assert digest == sha(tok)
+    assert int(expires_on) == json.loads(_payload(tok))["exp"]
+
+
+def test_a_second_resource_through_a_resource_token_command(script: Callable[[str, str], Path], tmp_path: Path) -> None:
+    """With {resource} in --token-cmd, a client asking for Key Vault gets a Key Vault token."""
+    mint, count = script("mint.py", MINT), tmp_path / "count"
+    client = script("client.py", PYTHON_CLIENT)
+    token_cmd = f"{sys.executable} {mint} {{resource}} {count} {Path(__file__).parent} 3600"
+    args = ["--identity-server", "--token-cmd", token_cmd, "--", sys.executable, str(client), "managed"]
+    result = run(*args, "https://vault.azure.net/.default", env=identity_env(), timeout=60)
+    assert result.returncode == 0, explain(result)
+    assert count.read_text().split() == ["https://management.core.windows.net/", "https://vault.azure.net"]
+
+
+def test_a_refused_resource_reaches_the_sdk_with_azexec_message(script: Callable[[str, str], Path]) -> None:
+    """Without {resource}, another resource is refused: the SDK's exception carries azexec's one line."""
+    client = script("client.py", PYTHON_CLIENT)
+    args = ["--identity-server", "--token-env", "T", "--", sys.executable, str(client), "managed"]
+    result = run(*args, "https://vault.azure.net/.default", env=identity_env(T=make_token()), timeout=60)
+    assert result.returncode == 3, explain(result)
+    assert "azexec: the token azexec holds is for https://management.azure.com/, not for" in result.stdout
+
+
+def test_a_dead_http_proxy_does_not_stop_the_clients(script: Callable[[str, str], Path]) -> None:
+    """HTTP_PROXY pointing nowhere: NO_PROXY keeps the loopback request (and its secret header) away from it."""
+    tok = make_token()
+    client = script("client.py", PYTHON_CLIENT)
+    env = identity_env(T=tok, HTTP_PROXY="http://127.0.0.1:9", HTTPS_PROXY="http://127.0.0.1:9", NO_PROXY="example.com")
+    result = run("--identity-server", "--token-env", "T", "--", sys.executable, str(client), "managed", ARM, env=env)
+    assert result.returncode == 0, explain(result)
+    assert result.stdout.split()[0] == sha(tok)
+
+
+def test_imds_path_answers_terraforms_request(script: Callable[[str, str], Path]) -> None:
+    """go-azure-sdk's GET with Metadata: true and no secret header gets the token and expires_in."""
+    client = script("imds.py", IMDS_CLIENT)
+    result = run(
+        "--identity-server",
+        "--token-env",
+        "T",
+        "--",
+        sys.executable,
+        str(client),
+        "with-metadata",
+        env=identity_env(T=make_token()),
+    )
+    assert result.returncode == 0, explain(result)
+    assert result.stdout.split()[0] == "200"
+    assert result.stdout.rstrip().endswith("True True")
+
+
+def test_imds_path_refuses_a_request_without_metadata(script: Callable[[str, str], Path]) -> None:
+    """Without Metadata: true (as a browser or SSRF would send), a 400 with azexec's message."""
+    client = script("imds.py", IMDS_CLIENT)
+    result = run(
+        "--identity-server",
+        "--token-env",
+        "T",
+        "--",
+        sys.executable,
+        str(client),
+        "without",
+        env=identity_env(T=make_token()),
+    )
+    code, body = result.stdout.split(" ", 1)
+    assert code == "400"
+    assert json.loads(body)["message"] == "azexec: the Metadata: true header is missing"
+
+
+def test_command_environment_points_clients_at_the_server() -> None:
+    """COMMAND sees the endpoint, the header, NO_PROXY, the credential choice and terraform's variables."""
+    code = "import json, os; print(json.dumps(dict(os.environ)))"
+    env = identity_env(T=make_token(), MSI_ENDPOINT="http://169.254.169.254/x", NO_PROXY="corp.example")
+    result = run("--identity-server", "--token-env", "T", "--", sys.executable, "-c", code, env=env)
+    child = json.loads(result.stdout)
+    assert child["IDENTITY_ENDPOINT"].startswith("http://127.0.0.1:")
+    assert len(child["IDENTITY_HEADER"]) >= 43  # 32 random bytes, URL-safe
+    assert "MSI_ENDPOINT" not in child
+    assert child["NO_PROXY"] == "corp.example,127.0.0.1,localhost"
+    assert child["no_proxy"] == "127.0.0.1,localhost"
+    assert child["AZURE_TOKEN_CREDENTIALS"] == "ManagedIdentityCredential"
+    assert child["ARM_USE_MSI"] == "true"
+    assert child["ARM_MSI_ENDPOINT"].startswith("http://127.0.0.1:")
+    assert child["ARM_MSI_ENDPOINT"] != child["IDENTITY_ENDPOINT"]
+    assert child["ARM_TENANT_ID"] == TENANT
+
+
+# ---------------------------------------------------------------- refresh
+
+FETCH = """
+import json, os, sys, urllib.request
+opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+def fetch():
+    url = os.environ["IDENTITY_ENDPOINT"] + "?api-version=2019-08-01&resource=https://management.azure.com/"
+    req = urllib.request.Request(url, headers={"X-IDENTITY-HEADER": os.environ["IDENTITY_HEADER"]})
+    return json.load(opener.open(req))["access_token"]
+first = fetch()
+if len(sys.argv) > 1:
+    with open(sys.argv[1], "w") as f:
+        f.write(sys.argv[2])
+second = fetch()
+print(json.dumps([first, second]))
+"""
+
+
+def test_short_lived_tokens_are_refreshed_by_the_token_command(
+    script: Callable[[str, str], Path], tmp_path: Path
+) -> None:
+    """Tokens with under 10 minutes left: each request runs the command again, and gets its fresh token."""
+    mint, count = script("mint.py", MINT), tmp_path / "count"
+    client = script("fetch.py", FETCH)
+    token_cmd = f"{sys.executable} {mint} {ARM} {count} {Path(__file__).parent} 540"
+    result = run(
+        "-q", "--identity-server", "--token-cmd", token_cmd, "--", sys.executable, str(client), env=identity_env()
+    )
+    assert result.returncode == 0, explain(result)
+    first, second = json.loads(result.stdout)
+    assert first != second
+    assert len(count.read_text().split()) == 3  # the start, and one refresh per request
+
+
+def test_a_rewritten_token_file_is_read_again(
+    script: Callable[[str, str], Path], private_file: Callable[..., Path]
+) -> None:
+    """A token file rotated between two requests (workload identity): the second request gets the new token."""
+    old, new = make_token(lifetime=540), make_token(lifetime=3600)
+    path = private_file(old)
+    client = script("fetch.py", FETCH)
+    result = run(
+        "-q",
+        "--identity-server",
+        "--token-file",
+        str(path),
+        "--",
+        sys.executable,
+        str(client),
+        str(path),
+        new,
+        env=identity_env(),
+    )
+    assert result.returncode == 0, explain(result)
+    assert json.loads(result.stdout) == [old, new]
+
+
+def _payload(tok: str) -> str:
+    import base64
+
+    segment = tok.split(".")[1]
+    return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)).decode()
