@@ -8,9 +8,13 @@ server's security are tested against a live azexec.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import os
+import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -297,3 +301,101 @@ def _payload(tok: str) -> str:
 
     segment = tok.split(".")[1]
     return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)).decode()
+
+
+# ---------------------------------------------------------------- security
+
+PROBE = """
+import json, os, sys, urllib.request
+port = int(os.environ["IDENTITY_ENDPOINT"].split(":")[2].split("/")[0])
+listening = []
+with open("/proc/net/tcp") as f:
+    for line in f.readlines()[1:]:
+        local, state = line.split()[1], line.split()[3]
+        if state == "0A" and int(local.split(":")[1], 16) == port:
+            listening.append(local.split(":")[0])
+opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+url = os.environ["IDENTITY_ENDPOINT"] + "?api-version=2019-08-01&resource=https://management.azure.com/"
+opener.open(urllib.request.Request(url, headers={"X-IDENTITY-HEADER": os.environ["IDENTITY_HEADER"]})).read()
+print(json.dumps({"port": port, "listening": listening, "header": os.environ["IDENTITY_HEADER"],
+                  "paths": [os.environ["IDENTITY_ENDPOINT"], os.environ["ARM_MSI_ENDPOINT"]]}))
+"""
+
+
+def test_the_server_listens_on_loopback_only_and_closes_with_command(script: Callable[[str, str], Path]) -> None:
+    """One listening socket, 127.0.0.1; gone when COMMAND has exited; nothing logged of the requests."""
+    import socket
+
+    probe = script("probe.py", PROBE)
+    result = run(
+        "--identity-server", "--token-env", "T", "--", sys.executable, str(probe), env=identity_env(T=make_token())
+    )
+    assert (result.returncode, result.stderr) == (0, ""), explain(result)
+    seen = json.loads(result.stdout)
+    assert seen["listening"] == ["0100007F"]  # 127.0.0.1, and no other address
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", seen["port"]), timeout=5)
+
+
+def test_neither_secret_is_in_any_argv_nor_written_to_disk(script: Callable[[str, str], Path], tmp_path: Path) -> None:
+    """Under strace -f: no write to disk; and no /proc/PID/cmdline holds the header or a secret path."""
+    from test_security import disk_writes
+
+    probe = script("probe.py", PROBE + "\nimport time; time.sleep(0.5)\n")
+    log = tmp_path / "strace.log"
+    env = identity_env(T=make_token())
+    argv = ["strace", "-f", "-qq", "-o", str(log), "-e", "trace=%file,%desc"]
+    proc = subprocess.Popen(
+        [
+            *argv,
+            os.fspath(Path(sys.executable).with_name("azexec")),
+            "--identity-server",
+            "--token-env",
+            "T",
+            "--",
+            sys.executable,
+            str(probe),
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    cmdlines: list[bytes] = []
+    while proc.poll() is None:
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                with contextlib.suppress(OSError):
+                    cmdlines.append((entry / "cmdline").read_bytes())
+        time.sleep(0.05)
+    out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 0
+    seen = json.loads(out)
+    secrets = [seen["header"].encode()] + [p.rsplit("/", 1)[1].split("?")[0].encode() for p in seen["paths"]]
+    assert not [c for c in cmdlines if any(s in c for s in secrets)]
+    assert disk_writes(log) == []
+
+
+def test_refresh_commands_run_in_azexec_environment_not_commands(
+    script: Callable[[str, str], Path], tmp_path: Path
+) -> None:
+    """A token command run for a request never sees IDENTITY_ENDPOINT: it cannot call back into azexec."""
+    seen = tmp_path / "seen"
+    mint = script(
+        "mint.py",
+        MINT + f"\nimport os\nopen({str(seen)!r}, 'a').write(str('IDENTITY_ENDPOINT' in os.environ) + '\\n')\n",
+    )
+    client = script("client.py", PYTHON_CLIENT)
+    token_cmd = f"{sys.executable} {mint} {{resource}} {tmp_path / 'count'} {Path(__file__).parent} 3600"
+    result = run(
+        "--identity-server",
+        "--token-cmd",
+        token_cmd,
+        "--",
+        sys.executable,
+        str(client),
+        "managed",
+        "https://vault.azure.net",
+        env=identity_env(),
+    )
+    assert result.returncode == 0, explain(result)
+    assert seen.read_text().split() == ["False", "False"]

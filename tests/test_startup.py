@@ -23,6 +23,10 @@ ALLOWED_EXTRA = {
 }
 
 
+#: The identity server's modules: imported only with --identity-server.
+IDENTITY_SERVER = {"azexec.identity", "azexec.provider", "http.server", "socketserver"}
+
+
 def imported(*argv: str) -> set[str]:
     """Run python -X importtime ARGV and return the modules it imported."""
     result = subprocess.run(
@@ -50,7 +54,7 @@ def test_token_file_path_imports_nothing_beyond_the_floor(token_file: str) -> No
     azexec = imported("-c", AZEXEC_MAIN, "-q", "--token-file", token_file, "--", "true")
     extra = {m for m in azexec - floor if m != "azexec" and not m.startswith("azexec.")}
     assert extra <= ALLOWED_EXTRA, f"imported beyond the design floor: {sorted(extra - ALLOWED_EXTRA)}"
-    lazy = {"azexec.tokencmd", "azexec.report", "dotenv", "subprocess", "getpass", "shlex"}
+    lazy = {"azexec.tokencmd", "azexec.report", "dotenv", "subprocess", "getpass", "shlex", *IDENTITY_SERVER}
     assert not azexec & lazy
 
 
@@ -70,3 +74,12 @@ def test_token_cmd_path_adds_subprocess_not_dotenv(token_file: str) -> None:
     azexec = imported("-c", AZEXEC_MAIN, "-q", "--token-cmd", f"cat {token_file}", "--", "true")
     assert {"subprocess", "azexec.tokencmd"} <= azexec
     assert "dotenv" not in azexec
+
+
+def test_the_identity_server_is_imported_only_when_used(token_file: str) -> None:
+    """--no-exec and --mask pay nothing for the identity server; --identity-server loads it."""
+    for mode in ("--no-exec", "--mask"):
+        resident = imported("-c", AZEXEC_MAIN, "-q", mode, "--token-file", token_file, "--", "true")
+        assert not resident & IDENTITY_SERVER, mode
+    serving = imported("-c", AZEXEC_MAIN, "-q", "--identity-server", "--token-file", token_file, "--", "true")
+    assert serving >= IDENTITY_SERVER
