@@ -109,6 +109,11 @@ def identity_env(**extra: str) -> dict[str, str]:
     return {**env, **extra}
 
 
+def with_client(client: Path, *args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """Run azexec --identity-server with the token in T, and the Python CLIENT as COMMAND."""
+    return run("--identity-server", "--token-env", "T", "--", sys.executable, str(client), *args, env=env, timeout=60)
+
+
 @pytest.mark.parametrize("kind", ["managed", "default"])
 def test_python_azure_identity_gets_the_token(script: Callable[[str, str], Path], kind: str) -> None:
     """ManagedIdentityCredential and DefaultAzureCredential get exactly the token, with its expiry."""
@@ -187,17 +192,7 @@ def test_a_dead_http_proxy_does_not_stop_the_clients(script: Callable[[str, str]
 
 def test_imds_path_answers_terraforms_request(script: Callable[[str, str], Path]) -> None:
     """go-azure-sdk's GET with Metadata: true and no secret header gets the token and expires_in."""
-    client = script("imds.py", IMDS_CLIENT)
-    result = run(
-        "--identity-server",
-        "--token-env",
-        "T",
-        "--",
-        sys.executable,
-        str(client),
-        "with-metadata",
-        env=identity_env(T=make_token()),
-    )
+    result = with_client(script("imds.py", IMDS_CLIENT), "with-metadata", env=identity_env(T=make_token()))
     assert result.returncode == 0, explain(result)
     assert result.stdout.split()[0] == "200"
     assert result.stdout.rstrip().endswith("True True")
@@ -205,17 +200,7 @@ def test_imds_path_answers_terraforms_request(script: Callable[[str, str], Path]
 
 def test_imds_path_refuses_a_request_without_metadata(script: Callable[[str, str], Path]) -> None:
     """Without Metadata: true (as a browser or SSRF would send), a 400 with azexec's message."""
-    client = script("imds.py", IMDS_CLIENT)
-    result = run(
-        "--identity-server",
-        "--token-env",
-        "T",
-        "--",
-        sys.executable,
-        str(client),
-        "without",
-        env=identity_env(T=make_token()),
-    )
+    result = with_client(script("imds.py", IMDS_CLIENT), "without", env=identity_env(T=make_token()))
     code, body = result.stdout.split(" ", 1)
     assert code == "400"
     assert json.loads(body)["message"] == "azexec: the Metadata: true header is missing"
