@@ -95,6 +95,11 @@ class Identifier(_TextType):
         return text
 
 
+AZ_NOTE = (
+    "released az (2.91.0 and older) ignores AZURE_CLI_ACCESS_TOKEN (Azure/azure-cli PR #31575 is a draft): "
+    "add --az-login to log az in through azexec's identity server"
+)
+
 #: Durations beyond a week are mistakes, and overflow the clock calls that wait on them.
 MAX_DURATION = 7 * 24 * 3600.0
 
@@ -171,6 +176,12 @@ MAX_DURATION = 7 * 24 * 3600.0
     help="Also serve the token to Azure SDKs, az and terraform through a local managed-identity endpoint "
     "(127.0.0.1; implies --no-exec). With {resource} in --token-cmd, any resource is served.",
 )
+@option(
+    "--az-login",
+    is_flag=True,
+    help="Log today's az in through the identity server, in a private config directory removed at exit "
+    "(implies --identity-server). Released az ignores AZURE_CLI_ACCESS_TOKEN.",
+)
 @option("--no-verify", is_flag=True, help="Skip the JWT checks, for opaque tokens; format checks still run.")
 @option("--dry-run", is_flag=True, help="Check everything and report what would run, token redacted; run nothing.")
 @option("--json", "as_json", envvar="AZEXEC_JSON", is_flag=True, help="With --dry-run, print the report as JSON.")
@@ -191,6 +202,7 @@ def cli(
     no_exec: bool,
     mask: bool,
     identity_server: bool,
+    az_login: bool,
     no_verify: bool,
     dry_run: bool,
     as_json: bool,
@@ -243,7 +255,7 @@ def cli(
             warn(warning)
         env = launch.child_environment(os.environ, checked.variables(), checked.removed)
         if dry_run:
-            _report(checked, argv, env, as_json)
+            _report(checked, argv, env, as_json, az_login=az_login)
             return
         if not command and not quiet:
             _echo_err(f"starting {argv[0]} with the token set; exit the shell to drop it")
@@ -251,9 +263,10 @@ def cli(
             stay=no_exec,
             mask=checked.token.value if mask else None,
             expires_at=checked.claims.expires_at if checked.claims else None,
-            identity=_provider(checked, request) if identity_server else None,
+            identity=_provider(checked, request) if identity_server or az_login else None,
             tenant=checked.tenant.value if checked.tenant else None,
             subscription=checked.subscription.value if checked.subscription else None,
+            az_login=az_login,
         )
         launch.start(argv, env, resident, warn=warn, diagnose=_echo_err)
 
@@ -282,13 +295,16 @@ def _provider(checked: Plan, request: Request) -> Provider:
     return provider.for_plan(checked, request)
 
 
-def _report(checked: Plan, argv: list[str], env: dict[str, str], as_json: bool) -> None:
+def _report(checked: Plan, argv: list[str], env: dict[str, str], as_json: bool, *, az_login: bool) -> None:
     """Print the --dry-run report."""
     from azexec import launch, report
 
     found = launch.which(argv[0], env) if argv else None
+    notes: tuple[str, ...] = ()
+    if argv and os.path.basename(argv[0]) == "az" and not az_login:
+        notes = (AZ_NOTE,)
     render = report.as_json if as_json else report.as_text
-    click.echo(render(checked, argv, found))
+    click.echo(render(checked, argv, found, notes=notes))
 
 
 @contextlib.contextmanager

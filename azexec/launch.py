@@ -106,6 +106,8 @@ class Resident(NamedTuple):
     #: The resolved tenant and subscription, for the identity server's ARM_* variables.
     tenant: str | None
     subscription: str | None
+    #: --az-login: log today's az in through the identity server, in a private directory.
+    az_login: bool
 
 
 def start(argv: Sequence[str], env: Mapping[str, str], resident: Resident, *, warn: Say, diagnose: Say) -> NoReturn:
@@ -122,6 +124,10 @@ def start(argv: Sequence[str], env: Mapping[str, str], resident: Resident, *, wa
         from azexec.identity import IdentityServer
 
         parts.append(IdentityServer(resident.identity, tenant=resident.tenant, subscription=resident.subscription))
+        if resident.az_login:
+            from azexec.azlogin import AzLogin
+
+            parts.append(AzLogin(subscription=resident.subscription, environ=os.environ))
     if resident.mask is not None:
         from azexec.mask import Mask
 

@@ -13,7 +13,9 @@ from azexec.redact import escape, fingerprint, show
 from azexec.token import Claims, describe_span, format_utc
 
 
-def as_dict(plan: Plan, argv: Sequence[str], found: Found | None, now: float | None = None) -> dict[str, Any]:
+def as_dict(
+    plan: Plan, argv: Sequence[str], found: Found | None, now: float | None = None, notes: Sequence[str] = ()
+) -> dict[str, Any]:
     """Return the report as plain data; the token appears only as its fingerprint.
 
     Every value from the command line or the token is redacted where it looks
@@ -35,19 +37,24 @@ def as_dict(plan: Plan, argv: Sequence[str], found: Found | None, now: float | N
         "removed": [show(name) for name in plan.removed],
         "token": _claims(plan.claims, now) if plan.claims else None,
         "warnings": list(plan.warnings),
+        "notes": list(notes),
     }
 
 
-def as_json(plan: Plan, argv: Sequence[str], found: Found | None, now: float | None = None) -> str:
+def as_json(
+    plan: Plan, argv: Sequence[str], found: Found | None, now: float | None = None, *, notes: Sequence[str] = ()
+) -> str:
     """Render the report as JSON."""
     import json
 
-    return json.dumps(as_dict(plan, argv, found, now), indent=2)
+    return json.dumps(as_dict(plan, argv, found, now, notes), indent=2)
 
 
-def as_text(plan: Plan, argv: Sequence[str], found: Found | None, now: float | None = None) -> str:
+def as_text(
+    plan: Plan, argv: Sequence[str], found: Found | None, now: float | None = None, *, notes: Sequence[str] = ()
+) -> str:
     """Render the report for a person; every value is escaped, so none can drive the terminal."""
-    data = as_dict(plan, argv, found, now)
+    data = as_dict(plan, argv, found, now, notes)
     lines = _command_lines(argv, found, data)
     lines.append("environment:")
     for name, entry in data["variables"].items():
@@ -57,6 +64,7 @@ def as_text(plan: Plan, argv: Sequence[str], found: Found | None, now: float | N
             lines.append(f"  {name}={escape(entry['value'])}  from {escape(entry['source'])}")
     lines += [f"  {name} (removed)" for name in data["removed"]]
     lines += _token_lines(data["token"])
+    lines += [f"note: {note}" for note in notes]
     return "\n".join(lines)
 
 
