@@ -70,9 +70,11 @@ class AzLogin:
             with contextlib.suppress(FileNotFoundError, IsADirectoryError):
                 shutil.copyfile(os.path.join(source, name), os.path.join(self.directory, name))
         env["AZURE_CONFIG_DIR"] = self.directory
-        self._az(found.path, ["login", "--identity", "--allow-no-subscriptions", "--output", "none"], env)
+        # az's own scratch files (Python's tempfile probe among them) go in the private directory too.
+        az_env = {**env, "TMPDIR": self.directory}
+        self._az(found.path, ["login", "--identity", "--allow-no-subscriptions", "--output", "none"], az_env)
         if self.subscription:
-            self._az(found.path, ["account", "set", "--subscription", self.subscription, "--output", "none"], env)
+            self._az(found.path, ["account", "set", "--subscription", self.subscription, "--output", "none"], az_env)
         return []
 
     def running(self) -> None:

@@ -1,0 +1,301 @@
+"""--az-login with the real Azure CLI 2.91.0, offline, against a fake ARM over TLS on 127.0.0.1.
+
+The test owns an AZURE_CONFIG_DIR in which it registers a cloud whose Resource
+Manager is the fake; --az-login copies that configuration into its private
+directory, logs az in through the identity server, and removes the directory.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import ssl
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+from helpers import AZEXEC, TENANT, base_env, explain, make_token, run
+
+pytestmark = pytest.mark.slow
+
+AZ_VERSION = "2.91.0"
+AZ_BIN = (
+    Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    / "azexec-tests"
+    / f"azure-cli-{AZ_VERSION}"
+    / "bin"
+)
+SUBSCRIPTION = "d1b1c1a1-0000-4000-8000-00000000abcd"
+SECOND_SUBSCRIPTION = "d1b1c1a1-0000-4000-8000-00000000beef"
+
+
+class FakeArm:
+    """Azure Resource Manager as az sees it: subscriptions and resource groups, each request recorded."""
+
+    def __init__(self, certificate: Path, key: Path) -> None:
+        self.requests: list[dict[str, str]] = []
+        arm = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                arm.requests.append({"path": self.path, "authorization": self.headers.get("Authorization", "")})
+                path = self.path.split("?")[0].rstrip("/").lower()
+                if path == "/subscriptions":
+                    body: Any = {"value": [_subscription(SUBSCRIPTION), _subscription(SECOND_SUBSCRIPTION)]}
+                elif path.endswith("/resourcegroups"):
+                    body = {"value": [{"id": f"{path}/rg-fake", "name": "rg-fake", "location": "westeurope"}]}
+                else:
+                    body = {"error": {"code": "NotFound", "message": "not faked"}}
+                data = json.dumps(body).encode()
+                self.send_response(200 if "error" not in body else 404)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(certificate, key)
+        self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
+        self.url = f"https://127.0.0.1:{self.server.server_address[1]}/"
+        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
+        self.thread.start()
+
+    def bearer_hashes(self) -> set[str]:
+        """The sha256 of every bearer token ARM was sent (the metadata probe of `cloud register` sends none)."""
+        return {_sha(r["authorization"].removeprefix("Bearer ")) for r in self.requests if r["authorization"]}
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def _subscription(sid: str) -> dict[str, Any]:
+    return {
+        "id": f"/subscriptions/{sid}",
+        "subscriptionId": sid,
+        "tenantId": TENANT,
+        "displayName": sid[-4:],
+        "state": "Enabled",
+    }
+
+
+def _sha(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1, made now."""
+    where = tmp_path_factory.mktemp("tls")
+    cert, key = where / "cert.pem", where / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
+         "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+        check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+    return cert, key
+
+
+@pytest.fixture
+def arm(certificate: tuple[Path, Path]) -> Iterator[FakeArm]:
+    fake = FakeArm(*certificate)
+    try:
+        yield fake
+    finally:
+        fake.close()
+
+
+@pytest.fixture
+def az_env(arm: FakeArm, certificate: tuple[Path, Path], tmp_path: Path) -> dict[str, str]:
+    """An environment whose az uses a test-owned config dir, with the fake ARM's cloud registered and set."""
+    config = tmp_path / "azure-config"
+    runtime = tmp_path / "runtime"
+    runtime.mkdir(mode=0o700)
+    env = {k: v for k, v in base_env().items() if not k.startswith(("AZURE_", "IDENTITY_", "MSI_", "ARM_"))}
+    env.update(
+        PATH=f"{AZ_BIN}:{env['PATH']}",
+        AZURE_CONFIG_DIR=str(config),
+        AZURE_CORE_COLLECT_TELEMETRY="0",
+        REQUESTS_CA_BUNDLE=str(certificate[0]),
+        XDG_RUNTIME_DIR=str(runtime),
+    )
+    for args in (
+        ["cloud", "register", "-n", "FakeCloud", "--skip-endpoint-discovery", "--endpoint-resource-manager", arm.url,
+         "--endpoint-active-directory", "https://login.fake.invalid",
+         "--endpoint-active-directory-resource-id", "https://management.core.windows.net/"],
+        ["cloud", "set", "-n", "FakeCloud"],
+        ["config", "set", "core.output=json"],
+    ):  # fmt: skip
+        subprocess.run([str(AZ_BIN / "az"), *args], env=env, check=True, capture_output=True, timeout=120)
+    return env
+
+
+def snapshot(directory: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(directory)): p.read_bytes() for p in sorted(directory.rglob("*")) if p.is_file()}
+
+
+def token_file(tmp_path: Path, token: str) -> Path:
+    path = tmp_path / "token"
+    path.write_text(token)
+    path.chmod(0o600)
+    return path
+
+
+def test_the_real_az_is_the_pinned_version() -> None:
+    """The suite runs the Azure CLI it names, installed by scripts/install-test-tools."""
+    version = subprocess.run([str(AZ_BIN / "az"), "version"], capture_output=True, text=True, timeout=120, check=True)
+    assert json.loads(version.stdout)["azure-cli"] == AZ_VERSION
+
+
+def test_az_group_list_works_with_the_token(az_env: dict[str, str], arm: FakeArm, tmp_path: Path) -> None:
+    """The headline: az group list prints the fake group, and every ARM request carried Bearer <the token>."""
+    tok = make_token()
+    path = token_file(tmp_path, tok)
+    before = snapshot(Path(az_env["AZURE_CONFIG_DIR"]))
+    result = run("--az-login", "--token-cmd", f"cat {path}", "--", "az", "group", "list", env=az_env, timeout=180)
+    assert result.returncode == 0, explain(result)
+    assert [group["name"] for group in json.loads(result.stdout)] == ["rg-fake"]
+    assert arm.bearer_hashes() == {_sha(tok)}
+    assert snapshot(Path(az_env["AZURE_CONFIG_DIR"])) == before
+    assert list(Path(az_env["XDG_RUNTIME_DIR"]).iterdir()) == []
+
+
+def test_subscription_selects_the_one_az_uses(az_env: dict[str, str], tmp_path: Path) -> None:
+    """--subscription becomes az's active subscription (az account set)."""
+    path = token_file(tmp_path, make_token())
+    args = ["--az-login", "--subscription", SECOND_SUBSCRIPTION, "--token-file", str(path), "--"]
+    result = run(*args, "az", "account", "show", "--query", "id", "-o", "tsv", env=az_env, timeout=180)
+    assert (result.returncode, result.stdout.strip()) == (0, SECOND_SUBSCRIPTION), explain(result)
+
+
+def test_two_az_calls_in_one_command(az_env: dict[str, str], tmp_path: Path) -> None:
+    """A second az process inside COMMAND asks the endpoint again, and works."""
+    path = token_file(tmp_path, make_token())
+    script = "az group list --query '[0].name' -o tsv && az account show --query tenantId -o tsv"
+    result = run("--az-login", "--token-file", str(path), "--", "sh", "-c", script, env=az_env, timeout=180)
+    assert (result.returncode, result.stdout.split()) == (0, ["rg-fake", TENANT]), explain(result)
+
+
+def test_a_resource_token_command_serves_az_get_access_token(az_env: dict[str, str], tmp_path: Path) -> None:
+    """With {resource}, az account get-access-token --resource https://vault.azure.net gets a Key Vault token."""
+    mint = tmp_path / "mint.py"
+    tests = Path(__file__).parent
+    lines = ["import sys", f"sys.path.insert(0, {str(tests)!r})", "from helpers import make_token"]
+    mint.write_text("\n".join([*lines, "print(make_token(aud=sys.argv[1]))", ""]))
+    import sys
+
+    token_cmd = f"{sys.executable} {mint} {{resource}}"
+    args = ["--az-login", "--token-cmd", token_cmd, "--", "az", "account", "get-access-token"]
+    result = run(*args, "--resource", "https://vault.azure.net", env=az_env, timeout=180)
+    assert result.returncode == 0, explain(result)
+    import jwt
+
+    claims = jwt.decode(json.loads(result.stdout)["accessToken"], options={"verify_signature": False})
+    assert claims["aud"] == "https://vault.azure.net"
+
+
+def test_the_directory_is_gone_after_command_is_killed(az_env: dict[str, str], tmp_path: Path) -> None:
+    """COMMAND killed by SIGTERM (sent to azexec, forwarded): azexec dies of it, and the directory is gone."""
+    path = token_file(tmp_path, make_token())
+    marker = tmp_path / "dir"
+    script = f'echo "$AZURE_CONFIG_DIR" > {marker}; exec sleep 60'
+    proc = subprocess.Popen([AZEXEC, "--az-login", "--token-file", str(path), "--", "sh", "-c", script], env=az_env)
+    try:
+        deadline = time.monotonic() + 120
+        while not (marker.exists() and marker.read_text().strip()):
+            assert time.monotonic() < deadline, "COMMAND never started"
+            time.sleep(0.05)
+        private = Path(marker.read_text().strip())
+        assert private.is_dir()
+        assert private.parent == Path(az_env["XDG_RUNTIME_DIR"])
+        assert private.stat().st_mode & 0o777 == 0o700
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == -signal.SIGTERM
+    finally:
+        proc.kill()
+        proc.wait()
+    assert not private.exists()
+
+
+def test_a_bad_token_fails_before_az_runs(az_env: dict[str, str], arm: FakeArm, tmp_path: Path) -> None:
+    """An expired token: 125 and one line, and az never talks to ARM."""
+    path = token_file(tmp_path, make_token(lifetime=-60))
+    result = run("--az-login", "--token-file", str(path), "--", "az", "group", "list", env=az_env, timeout=180)
+    assert result.returncode == 125
+    assert len(result.stderr.splitlines()) == 1
+    assert arm.bearer_hashes() == set()
+
+
+def test_az_login_failure_is_shown_and_exits_125(az_env: dict[str, str], tmp_path: Path) -> None:
+    """az login fails (its ARM is unreachable): az's own message, then azexec's line; COMMAND never runs."""
+    path = token_file(tmp_path, make_token())
+    marker = tmp_path / "ran"
+    env = {**az_env, "REQUESTS_CA_BUNDLE": "/dev/null"}  # az cannot trust the fake ARM now
+    result = run("--az-login", "--token-file", str(path), "--", "touch", str(marker), env=env, timeout=300)
+    assert result.returncode == 125, explain(result)
+    assert "azexec: --az-login: az login --identity failed" in result.stderr
+    assert not marker.exists()
+    assert list(Path(az_env["XDG_RUNTIME_DIR"]).iterdir()) == []
+
+
+def test_az_not_on_path_is_a_clear_125(tmp_path: Path) -> None:
+    """No az on COMMAND's PATH: one line naming --az-login."""
+    path = token_file(tmp_path, make_token())
+    result = run("--az-login", "--token-file", str(path), "--", "true", env=base_env(PATH="/nonexistent"))
+    assert result.returncode == 125
+    assert (
+        result.stderr == "azexec: --az-login: az is not on COMMAND's PATH; install the Azure CLI, or drop --az-login\n"
+    )
+
+
+def test_dry_run_of_az_without_az_login_says_released_az_ignores_the_variable(tmp_path: Path) -> None:
+    """--dry-run -- az …: a note that released az ignores AZURE_CLI_ACCESS_TOKEN, suggesting --az-login."""
+    path = token_file(tmp_path, make_token())
+    result = run("--dry-run", "--token-file", str(path), "--", "az", "group", "list")
+    assert "note: released az (2.91.0 and older) ignores AZURE_CLI_ACCESS_TOKEN" in result.stdout
+    assert "--az-login" in result.stdout.splitlines()[-1]
+    with_login = run("--dry-run", "--az-login", "--token-file", str(path), "--", "az", "group", "list")
+    assert "note:" not in with_login.stdout
+
+
+def test_nothing_is_written_but_az_profile_in_the_private_directory(az_env: dict[str, str], tmp_path: Path) -> None:
+    """strace -f of azexec and the az it runs: writes only inside the private directory, none holding the token."""
+    import re
+
+    tok = make_token()
+    path = token_file(tmp_path, tok)
+    log = tmp_path / "strace.log"
+    argv = ["strace", "-f", "-qq", "-y", "-s", "100000", "-o", str(log), "-e", "trace=%file,write,pwrite64"]
+    result = subprocess.run(
+        [*argv, AZEXEC, "--az-login", "--subscription", SECOND_SUBSCRIPTION, "--token-file", str(path), "--", "true"],
+        env=az_env, capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    runtime = az_env["XDG_RUNTIME_DIR"]
+    opened = re.compile(r'open(?:at|at2)?\((?:AT_FDCWD|\d+)?(?:<[^>]*>)?,?\s*"([^"]*)",\s*([A-Z_|]+)')
+    outside, leaked, inside = [], [], []
+    for line in log.read_text().splitlines():
+        match = opened.search(line)
+        if match and re.search(r"O_WRONLY|O_RDWR|O_CREAT|O_TRUNC|O_APPEND", match.group(2)) and "= -1 " not in line:
+            target = match.group(1)
+            if not target.startswith(runtime) and target not in ("/dev/null", "/dev/tty"):
+                outside.append(line)
+        write = re.search(r"\b(?:p?write(?:64)?)\(\d+<([^>]*)>, \"(.*)\", \d+", line)
+        if write and write.group(1).startswith(runtime):
+            inside.append(write.group(1))
+            if tok[40:80] in write.group(2):
+                leaked.append(write.group(1))
+    assert outside == []
+    assert leaked == []
+    assert any(p.endswith("azureProfile.json") for p in inside), "the check saw none of az's writes"
