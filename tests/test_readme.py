@@ -34,3 +34,12 @@ def test_quick_start_main_job_runs_on_the_demo_token() -> None:
     assert result.returncode == 0, result.stderr
     assert "would run: az group list" in result.stdout
     assert "<redacted:" in result.stdout
+
+
+def test_readme_says_released_az_ignores_the_variables_where_it_first_names_them() -> None:
+    """Where AZURE_CLI_ACCESS_TOKEN is first named, the README says the mode is a draft PR that released az ignores."""
+    first = next(p for p in README.split("\n\n") if "AZURE_CLI_ACCESS_TOKEN" in p)
+    assert "#31575" in first
+    assert "draft" in first
+    assert "2.91.0" in first
+    assert "--az-login" in first
