@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import AZEXEC, TENANT, base_env, explain, make_token, run
+from helpers import AZEXEC, TENANT, all_gone, base_env, explain, make_token, run
 
 pytestmark = pytest.mark.slow
 
@@ -299,3 +299,31 @@ def test_nothing_is_written_but_az_profile_in_the_private_directory(az_env: dict
     assert outside == []
     assert leaked == []
     assert any(p.endswith("azureProfile.json") for p in inside), "the check saw none of az's writes"
+
+
+def test_stopping_azexec_during_az_login_kills_az_and_removes_the_directory(tmp_path: Path) -> None:
+    """SIGTERM while az login runs: az is killed, the directory removed, and azexec dies of SIGTERM."""
+    fake_bin, runtime = tmp_path / "bin", tmp_path / "runtime"
+    fake_bin.mkdir()
+    runtime.mkdir(mode=0o700)
+    pids = tmp_path / "pids"
+    az = fake_bin / "az"
+    az.write_text(f'#!/bin/sh\necho "$$ $AZURE_CONFIG_DIR" > {pids}\nexec sleep 300\n')
+    az.chmod(0o755)
+    path = token_file(tmp_path, make_token())
+    env = {**base_env(), "PATH": f"{fake_bin}:{base_env()['PATH']}", "XDG_RUNTIME_DIR": str(runtime)}
+    proc = subprocess.Popen([AZEXEC, "--az-login", "--token-file", str(path), "--", "true"], env=env)
+    try:
+        deadline = time.monotonic() + 60
+        while not (pids.exists() and pids.read_text().strip()):
+            assert time.monotonic() < deadline, "az login never started"
+            time.sleep(0.05)
+        az_pid, private = pids.read_text().split()
+        assert Path(private).is_dir()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == -signal.SIGTERM
+    finally:
+        proc.kill()
+        proc.wait()
+    assert all_gone([int(az_pid)])
+    assert list(runtime.iterdir()) == []
