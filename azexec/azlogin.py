@@ -19,12 +19,12 @@ import threading
 from collections.abc import Mapping
 
 from azexec.errors import AzexecError
-from azexec.process import Terminated, signal_numbers
+from azexec.process import STOPPING, Terminated, signal_numbers
 
 #: What may be copied from the user's az directory: output format, defaults, registered clouds.
 COPIED = ("config", "clouds.config")
-#: Signals that stop azexec while az login runs (resident mode has them blocked, so they wait for us).
-STOPPING = ("SIGTERM", "SIGHUP", "SIGINT", "SIGQUIT", "SIGUSR1", "SIGUSR2")
+#: The stopping signals resident mode blocks, so that sigtimedwait can take them while az runs.
+STOPPING_BLOCKED = tuple(name for name in STOPPING if name != "SIGALRM")
 
 
 class AzLoginError(AzexecError):
@@ -138,7 +138,7 @@ def _drain(fd: int, into: list[bytes]) -> None:
 
 def _wait(pid: int) -> int:
     """Wait for az; a stop signal (blocked in resident mode, so taken here) kills its group first."""
-    stopping = set(signal_numbers(STOPPING))
+    stopping = set(signal_numbers(STOPPING_BLOCKED))
     while True:
         info = signal.sigtimedwait(stopping | {signal.SIGCHLD}, 1.0)
         done, status = os.waitpid(pid, os.WNOHANG)

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import os
-import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, NamedTuple, NoReturn, TypeVar
 
@@ -147,11 +145,7 @@ def execute(argv: Sequence[str], env: Mapping[str, str]) -> NoReturn:
 
     from azexec import process
 
-    # os.exec* discards Python's buffers: flush what azexec printed first.
-    for stream in (sys.stdout, sys.stderr):
-        if stream is not None:
-            with contextlib.suppress(OSError):
-                stream.flush()
+    process.flush_standard_streams()
     # Otherwise `azexec … -- yes | head -1` would leave yes writing into EPIPE forever.
     for name in PYTHON_IGNORED:
         if hasattr(signal, name):

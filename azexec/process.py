@@ -11,6 +11,9 @@ from typing import NoReturn
 #: Signals whose default action dumps core; they must not dump azexec while it holds a token.
 CORE_SIGNALS = ("SIGQUIT", "SIGABRT", "SIGBUS", "SIGFPE", "SIGILL", "SIGSEGV", "SIGSYS", "SIGTRAP", "SIGXCPU")
 
+#: Signals that end azexec while it runs a helper (a token command, az login): the helper goes first.
+STOPPING = ("SIGTERM", "SIGHUP", "SIGINT", "SIGQUIT", "SIGUSR1", "SIGUSR2", "SIGALRM")
+
 #: The caller's core-file limit, restored for COMMAND alone.
 _caller_core_limit: tuple[int, int] | None = None
 #: The standard fds the caller left closed; they stay closed for COMMAND.
@@ -82,17 +85,24 @@ def signal_numbers(names: tuple[str, ...]) -> list[signal.Signals]:
     return [getattr(signal, name) for name in names if hasattr(signal, name)]
 
 
+def flush_standard_streams() -> None:
+    """Flush what azexec printed, before exec or death discards Python's buffers.
+
+    A stream the caller closed is None, or fails to flush: neither may stop COMMAND.
+    """
+    import sys
+
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+
+
 def die_of(number: int) -> NoReturn:
     """Die of signal NUMBER, so the caller sees exactly what it would see of COMMAND.
 
     Without a core file: the soft core limit is zero from the start.
     """
-    import sys
-
-    with contextlib.suppress(Exception):
-        sys.stdout.flush()
-    with contextlib.suppress(Exception):
-        sys.stderr.flush()
+    flush_standard_streams()
     with contextlib.suppress(OSError, ValueError):  # SIGKILL and SIGSTOP cannot be set, and need not be
         signal.signal(number, signal.SIG_DFL)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {number})

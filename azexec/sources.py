@@ -219,9 +219,13 @@ class Limited:
     def add(self, chunk: bytes) -> None:
         """Keep CHUNK, or fail when the source has grown too large."""
         self.size += len(chunk)
-        if self.size > MAX_SOURCE_BYTES:
-            raise TokenSourceError(f"{self.origin} holds more than 1 MiB", self.advice)
+        self.check(self.size)
         self.chunks.append(chunk)
+
+    def check(self, size: int) -> None:
+        """Fail when SIZE bytes are more than a source may hold."""
+        if size > MAX_SOURCE_BYTES:
+            raise TokenSourceError(f"{self.origin} holds more than 1 MiB", self.advice)
 
     def data(self) -> bytes:
         """Return everything gathered."""
@@ -297,13 +301,13 @@ def _prompt_hidden(fd: int, origin: str) -> bytes:
     new[3] = old[3] & ~(termios.ECHO | termios.ICANON)
     new[6][termios.VMIN], new[6][termios.VTIME] = 1, 0
     line = bytearray()
+    limit = Limited(origin, "paste the token alone")
     try:
         # Echo off first: a token typed or pasted the moment the prompt shows must not be echoed.
         termios.tcsetattr(fd, termios.TCSAFLUSH, new)
         os.write(out, prompt.encode())
         while (chunk := os.read(fd, 65536)) and not _edit(line, chunk):
-            if len(line) > MAX_SOURCE_BYTES:
-                Limited(origin, "paste the token alone").add(bytes(line))
+            limit.check(len(line))
     finally:
         termios.tcsetattr(fd, termios.TCSAFLUSH, old)
         os.write(out, b"\n")

@@ -13,12 +13,11 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import sys
 from collections.abc import Mapping, Sequence
 from typing import NoReturn, Protocol
 
 from azexec.launch import PYTHON_IGNORED, exec_error, search
-from azexec.process import CORE_SIGNALS, caller_core_limit, die_of, signal_numbers
+from azexec.process import CORE_SIGNALS, caller_core_limit, die_of, flush_standard_streams, signal_numbers
 
 #: Forwarded to COMMAND when sent to azexec alone.
 FORWARDED = ("SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2", "SIGWINCH", "SIGINT")
@@ -44,7 +43,7 @@ class Part(Protocol):
 
 def run(argv: Sequence[str], env: Mapping[str, str], parts: Sequence[Part] = ()) -> NoReturn:
     """Run ARGV as a child beside PARTS, and exit exactly as it did."""
-    _flush()
+    flush_standard_streams()
     child_env = dict(env)
     started: list[Part] = []
     code: int | None = None
@@ -65,17 +64,11 @@ def run(argv: Sequence[str], env: Mapping[str, str], parts: Sequence[Part] = ())
                 part.stop(code)
         if code is None and os.name == "posix":  # no COMMAND: azexec reports an error and exits
             signal.pthread_sigmask(signal.SIG_SETMASK, original_mask)
-    _flush()
+    flush_standard_streams()
     assert code is not None  # spawn returned
     if code < 0:
         die_of(-code)
     os._exit(code)
-
-
-def _flush() -> None:
-    for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(Exception):  # None, or closed, when the caller closed it
-            stream.flush()
 
 
 def _block() -> set[int | signal.Signals]:

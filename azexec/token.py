@@ -11,10 +11,9 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from azexec import ids
+from azexec import ids, resources
 from azexec.errors import TokenRejected
 from azexec.redact import show
-from azexec.resources import ARM_AUDIENCES
 
 if TYPE_CHECKING:
     from jwt.types import Options
@@ -160,7 +159,7 @@ def audience_warnings(claims: Claims, audiences: Sequence[str]) -> tuple[str, ..
     """Warn when the audience is not ARM and no --audience said what to expect."""
     if audiences or not claims.audiences:
         return ()
-    if any(_normal(a) in ARM_AUDIENCES for a in claims.audiences):
+    if any(resources.is_arm(a) for a in claims.audiences):
         return ()
     found = ", ".join(show(a) for a in claims.audiences)
     return (
@@ -198,10 +197,6 @@ def format_utc(timestamp: float) -> str:
 
 def _plural(count: int, unit: str) -> str:
     return f"{count} {unit}" if count == 1 else f"{count} {unit}s"
-
-
-def _normal(audience: str) -> str:
-    return audience.rstrip("/").lower()
 
 
 def _with_and_without_slash(audiences: Sequence[str]) -> list[str]:

@@ -20,12 +20,10 @@ from collections.abc import Iterator
 from typing import NamedTuple
 
 from azexec.errors import TokenSourceError, UsageError
-from azexec.process import Terminated, signal_numbers
+from azexec.process import STOPPING, Terminated, signal_numbers
 from azexec.redact import show
 from azexec.sources import Limited
 
-#: Signals that end azexec while the command runs: the command's group is killed first.
-STOPPING = ("SIGTERM", "SIGHUP", "SIGINT", "SIGQUIT", "SIGUSR1", "SIGUSR2", "SIGALRM")
 #: A shell's status for a program that ended on Ctrl-C (bash's `read`, many CLIs).
 INTERRUPTED_STATUS = 128 + signal.SIGINT
 
@@ -113,9 +111,7 @@ def _run(argv: list[str], name: str, terminal: Terminal | None, timeout: float) 
         # so that a shell loop or `make -k` stops too.
         raise Terminated(signal.SIGINT)
     if status != 0:
-        how = f"was killed by {_signal_name(-status)}" if status < 0 else f"exited with status {status}"
-        # Its stdout may hold half a secret: never echo it.
-        raise TokenSourceError(f"--token-cmd failed: {name} {how}", "see its messages above")
+        raise _failed(name, status, "see its messages above")
     return output
 
 
@@ -193,6 +189,12 @@ def _stop_too(pgid: int, terminal: Terminal | None) -> None:
         _give_terminal(terminal.fd, pgid)
     with contextlib.suppress(OSError):
         os.killpg(pgid, signal.SIGCONT)
+
+
+def _failed(name: str, status: int, hint: str) -> TokenSourceError:
+    """Say how the command failed; never what it printed (its stdout may hold half a secret)."""
+    how = f"was killed by {_signal_name(-status)}" if status < 0 else f"exited with status {status}"
+    return TokenSourceError(f"--token-cmd failed: {name} {how}", hint)
 
 
 def _timed_out(timeout: float) -> TokenSourceError:
@@ -317,8 +319,7 @@ def run_detached(command: str, timeout: float, resource: str, running: set[int] 
         if running is not None:
             running.discard(proc.pid)
     if status != 0:
-        how = f"was killed by {_signal_name(-status)}" if status < 0 else f"exited with status {status}"
-        raise TokenSourceError(f"--token-cmd failed: {name} {how}", "see its messages on azexec's stderr")
+        raise _failed(name, status, "see its messages on azexec's stderr")
     return gathered.data()
 
 
