@@ -236,9 +236,9 @@ def fetch():
     req = urllib.request.Request(url, headers={"X-IDENTITY-HEADER": os.environ["IDENTITY_HEADER"]})
     return json.load(opener.open(req))["access_token"]
 first = fetch()
-if len(sys.argv) > 1:
-    with open(sys.argv[1], "w") as f:
-        f.write(sys.argv[2])
+if len(sys.argv) > 1:  # rotate the token file: argv names the files, never holds a token
+    with open(sys.argv[2]) as rotated, open(sys.argv[1], "w") as f:
+        f.write(rotated.read())
 second = fetch()
 print(json.dumps([first, second]))
 """
@@ -265,7 +265,7 @@ def test_a_rewritten_token_file_is_read_again(
 ) -> None:
     """A token file rotated between two requests (workload identity): the second request gets the new token."""
     old, new = make_token(lifetime=540), make_token(lifetime=3600)
-    path = private_file(old)
+    path, rotated = private_file(old), private_file(new, name="rotated")
     client = script("fetch.py", FETCH)
     result = run(
         "-q",
@@ -276,7 +276,7 @@ def test_a_rewritten_token_file_is_read_again(
         sys.executable,
         str(client),
         str(path),
-        new,
+        str(rotated),
         env=identity_env(),
     )
     assert result.returncode == 0, explain(result)
