@@ -16,8 +16,7 @@ import click
 from azexec.errors import AzexecError, UsageError
 
 if TYPE_CHECKING:  # click 8.5 made ParamType generic; older releases cannot subscript it
-    from azexec.plan import Plan, Request
-    from azexec.provider import Provider
+    from azexec.plan import Plan
 
     # ParamType's own parameters, where mypy can see them.
     _FloatType = click.ParamType[float, object]
@@ -77,7 +76,7 @@ class Duration(_FloatType):
 class Identifier(_TextType):
     """A subscription GUID, or a tenant GUID or domain."""
 
-    def __init__(self, name: str, tenant: bool) -> None:
+    def __init__(self, name: str, *, tenant: bool) -> None:
         self.name = name
         self.tenant = tenant
 
@@ -259,16 +258,9 @@ def cli(
             return
         if not command and not quiet:
             _echo_err(f"starting {argv[0]} with the token set; exit the shell to drop it")
-        resident = launch.Resident(
-            stay=no_exec,
-            mask=checked.token.value if mask else None,
-            expires_at=checked.claims.expires_at if checked.claims else None,
-            identity=_provider(checked, request) if identity_server or az_login else None,
-            tenant=checked.tenant.value if checked.tenant else None,
-            subscription=checked.subscription.value if checked.subscription else None,
-            az_login=az_login,
-        )
-        launch.start(argv, env, resident, warn=warn, diagnose=_echo_err)
+        modes = launch.Modes(stay=no_exec, mask=mask, identity_server=identity_server, az_login=az_login)
+        closed_fds: tuple[int, ...] = click.get_current_context().obj or ()
+        launch.start(argv, env, checked, modes, closed_fds=closed_fds, warn=warn, diagnose=_echo_err)
 
 
 def _from_environment() -> frozenset[str]:
@@ -288,18 +280,11 @@ def _shell() -> list[str]:
     return launch.default_shell(os.environ)
 
 
-def _provider(checked: Plan, request: Request) -> Provider:
-    """Return the identity server's token provider."""
-    from azexec import provider
-
-    return provider.for_plan(checked, request)
-
-
 def _report(checked: Plan, argv: list[str], env: dict[str, str], as_json: bool, *, az_login: bool) -> None:
     """Print the --dry-run report."""
-    from azexec import launch, report
+    from azexec import program, report
 
-    found = launch.which(argv[0], env) if argv else None
+    found = program.which(argv[0], env) if argv else None
     notes: tuple[str, ...] = ()
     if argv and os.path.basename(argv[0]) == "az" and not az_login:
         notes = (AZ_NOTE,)
@@ -310,7 +295,8 @@ def _report(checked: Plan, argv: list[str], env: dict[str, str], as_json: bool, 
 @contextlib.contextmanager
 def _exit_status() -> Iterator[None]:
     """Translate azexec's errors, once, into a message and env(1)'s exit status."""
-    from azexec.process import Terminated, die_of
+    from azexec.errors import Terminated
+    from azexec.process import die_of
 
     try:
         yield
@@ -348,10 +334,10 @@ def main() -> None:
 
     # First of all: a closed stdout must not become the next file azexec opens,
     # and nothing holding a token may dump core.
-    process.reserve_standard_fds()
+    closed_fds = process.reserve_standard_fds()
     process.no_core_dumps()
     try:
-        status = cli.main(prog_name="azexec", standalone_mode=False)
+        status = cli.main(prog_name="azexec", standalone_mode=False, obj=closed_fds)
     except click.ClickException as e:
         _show_redacted(e)
         sys.exit(e.exit_code)

@@ -1,4 +1,4 @@
-"""The exceptions azexec raises, each mapped to one exit status at the CLI boundary."""
+"""Every exception azexec raises, each mapped to one exit status at the CLI boundary."""
 
 from __future__ import annotations
 
@@ -31,6 +31,14 @@ class TokenRejected(AzexecError):
     """Raised when the token fails a format or claim check."""
 
 
+class PartFailed(AzexecError):
+    """Raised when a resident part cannot start, or fails while COMMAND runs (COMMAND is stopped)."""
+
+
+class AzLoginError(PartFailed):
+    """Raised when az cannot be found, or az login fails (COMMAND does not run)."""
+
+
 class LaunchError(AzexecError):
     """Raised when COMMAND cannot be started."""
 
@@ -45,3 +53,23 @@ class CommandNotExecutable(LaunchError):
     """Raised when COMMAND exists but cannot be executed (exit 126)."""
 
     exit_code = 126
+
+
+class Refused(Exception):
+    """Raised when the identity server cannot serve a request; answered with STATUS and the one-line reason."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class Terminated(BaseException):  # a BaseException, like KeyboardInterrupt, which it mirrors
+    """Raised when a signal tells azexec to stop; azexec cleans up, then dies of SIGNUM."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum

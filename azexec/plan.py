@@ -1,15 +1,19 @@
-"""Resolve options and sources into what the child gets, checking everything first."""
+"""Choose the token source and the token policy from the options, read, and accept: the Plan."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import time
+from collections.abc import Callable, Iterable, Mapping
 from typing import NamedTuple
 
-from azexec import ids, sources, token
-from azexec.errors import TokenRejected, TokenSourceError, UsageError
-from azexec.redact import show
-from azexec.sources import Credential, Sourced
-from azexec.token import Claims
+from azexec import ids, sources
+from azexec.errors import TokenSourceError, UsageError
+from azexec.redact import Secret
+from azexec.sources import Credential, Sourced, TokenSource
+from azexec.token import Claims, Tenant, TokenPolicy
+
+#: Parameters whose option is spelled otherwise (click's name for a repeatable option is plural).
+_OPTION_NAMES = {"env_files": "env_file", "audiences": "audience"}
 
 
 class Request(NamedTuple):
@@ -30,69 +34,92 @@ class Request(NamedTuple):
     from_environment: frozenset[str]
 
     def label(self, name: str) -> str:
-        """Name option NAME (e.g. token_env) as the user gave it: --token-env or AZEXEC_TOKEN_ENV."""
+        """Name parameter NAME (e.g. token_env) as the user gave it: --token-env or AZEXEC_TOKEN_ENV."""
+        option = _OPTION_NAMES.get(name, name)
         if name in self.from_environment:
-            return f"AZEXEC_{name.upper()}"
-        return "--" + name.replace("_", "-")
+            return f"AZEXEC_{option.upper()}"
+        return "--" + option.replace("_", "-")
 
 
 class Plan(NamedTuple):
-    """The checked values for the child, each with its origin."""
+    """The checked values for the child, each with its origin, and how to get and check fresh tokens."""
 
-    token: Sourced
+    token: Secret
     subscription: Sourced | None
     tenant: Sourced | None
+    #: None when the token was not decoded (--no-verify).
     claims: Claims | None
+    expires_at: int
     warnings: tuple[str, ...]
     #: Variables removed from the child's environment besides the three.
     removed: tuple[str, ...]
-
-    def sourced(self) -> dict[str, Sourced | None]:
-        """Return the three variables with their origins; None means 'remove from the child'."""
-        return {
-            sources.TOKEN_VAR: self.token,
-            sources.SUBSCRIPTION_VAR: self.subscription,
-            sources.TENANT_VAR: self.tenant,
-        }
+    #: Where the token came from: read again for a fresh one.
+    source: TokenSource
+    #: What the first token passed.
+    policy: TokenPolicy
 
     def variables(self) -> dict[str, str | None]:
         """Return the three variables' values; None means 'remove from the child'."""
-        return {name: value.value if value else None for name, value in self.sourced().items()}
+        return {
+            sources.TOKEN_VAR: self.token.reveal(),
+            sources.SUBSCRIPTION_VAR: self.subscription.value if self.subscription else None,
+            sources.TENANT_VAR: self.tenant.value if self.tenant else None,
+        }
+
+    def later_policy(self) -> TokenPolicy:
+        """Return the policy for every token after the first: the same checks, and the first one's tenant."""
+        if self.claims is None or self.claims.tenant is None:
+            return self.policy
+        return self.policy._replace(tenants=(Tenant(self.claims.tenant, "the token azexec holds"),))
 
 
-def token_options(request: Request) -> list[str]:
-    """Name the --token-* options given, in a fixed order."""
-    given = {
-        "token_stdin": request.token_stdin,
-        "token_file": request.token_file is not None,
-        "token_cmd": request.token_cmd is not None,
-        "token_env": request.token_env is not None,
-    }
-    return [request.label(name) for name, present in given.items() if present]
+SourceFactory = Callable[[str, Request, Mapping[str, str]], TokenSource]
 
 
-def prepare(request: Request, environ: Mapping[str, str], now: float | None = None) -> Plan:
-    """Read every source, resolve each value by precedence, and check the token."""
-    return resolve(request, read(request, environ), now)
+def _file(path: str, request: Request, environ: Mapping[str, str]) -> TokenSource:
+    label = request.label("token_file")
+    return sources.Stdin(f"{label} -") if path == "-" else sources.File(path, label=label)
 
 
-def read(request: Request, environ: Mapping[str, str]) -> list[Credential]:
-    """Read the sources the request names; return them as layers, the one that wins first.
+#: The token sources, by the parameter that names each. A new source is one class in
+#: sources.py, one option in cli.py and one entry here.
+SOURCES: dict[str, SourceFactory] = {
+    "token_stdin": lambda _, request, environ: sources.Stdin(request.label("token_stdin")),
+    "token_file": _file,
+    "token_cmd": lambda command, request, environ: sources.Command(
+        command, timeout=request.token_cmd_timeout, label=request.label("token_cmd")
+    ),
+    "token_env": lambda name, request, environ: sources.Variable(name, environ, label=request.label("token_env")),
+}
+
+
+def given_sources(request: Request) -> dict[str, str]:
+    """Return the token-source options given, by parameter name, with their values ("-" for a flag)."""
+    values = request._asdict()
+    given = {name: "-" if values[name] is True else values[name] for name in SOURCES}
+    return {name: value for name, value in given.items() if value not in (None, False)}
+
+
+def prepare(request: Request, environ: Mapping[str, str], clock: Callable[[], float] = time.time) -> Plan:
+    """Choose the source, read every layer, resolve each value by precedence, and accept the token.
 
     Precedence: options > the token source's JSON > env files (the last file first).
     """
-    options = token_options(request)
-    if len(options) > 1:
-        raise UsageError(f"both {options[0]} and {options[1]} supply an access token", "use exactly one source")
-    env_files = [sources.from_env_file(path) for path in request.env_files]
-    with_token = [c for c in env_files if c.token is not None]
-    if options and with_token:
+    given = given_sources(request)
+    if len(given) > 1:
+        first, second = (request.label(name) for name in list(given)[:2])
+        raise UsageError(f"both {first} and {second} supply an access token", "use exactly one source")
+    env_files = [sources.EnvFile(path, label=request.label("env_files")) for path in request.env_files]
+    read = [env_file.read() for env_file in env_files]
+    holding = [(env_file, c) for env_file, c in zip(env_files, read, strict=True) if c.token is not None]
+    if given and holding:
+        option = request.label(next(iter(given)))
         raise UsageError(
-            f"both {options[0]} and {with_token[-1].origin} supply an access token",
-            f"remove {sources.TOKEN_VAR} from the file, or drop {options[0]}",
+            f"both {option} and {holding[-1][1].origin} supply an access token",
+            f"remove {sources.TOKEN_VAR} from the file, or drop {option}",
         )
-    if not options and not with_token:
-        empty = [c for c in env_files if c.empty_token]
+    if not given and not holding:
+        empty = [c for c in read if c.empty_token]
         if empty:
             raise TokenSourceError(
                 f"{empty[-1].origin}: {sources.TOKEN_VAR} is empty", "it should hold the access token"
@@ -102,27 +129,27 @@ def read(request: Request, environ: Mapping[str, str]) -> list[Credential]:
             "use --token-stdin, --token-file, --token-cmd, --token-env or an --env-file that holds "
             f"{sources.TOKEN_VAR}",
         )
-    given = Credential(
+    options = Credential(
         origin="options",
         subscription=Sourced(request.subscription, request.label("subscription")) if request.subscription else None,
         tenant=Sourced(request.tenant, request.label("tenant")) if request.tenant else None,
     )
-    primary = [_read_primary(request, environ)] if options else []
-    return [given, *primary, *reversed(env_files)]
+    if given:
+        name, value = next(iter(given.items()))
+        source = SOURCES[name](value, request, environ)
+        layers = [options, source.read(), *reversed(read)]
+    else:
+        source = holding[-1][0]
+        layers = [options, *reversed(read)]
+    return resolve(request, layers, source, clock)
 
 
-def resolve(request: Request, layers: list[Credential], now: float | None = None) -> Plan:
-    """Take each value from the first layer that has it, and check them all."""
-    secret = _first(c.token for c in layers)
-    assert secret is not None  # read() made sure one layer has it
+def resolve(
+    request: Request, layers: list[Credential], source: TokenSource, clock: Callable[[], float] = time.time
+) -> Plan:
+    """Take each value from the first layer that has it, check them all, and accept the token."""
+    secret = next(c.token for c in layers if c.token is not None)
     warnings = [w for c in reversed(layers) for w in c.warnings]
-
-    token.check_format(secret.value, secret.origin)
-    claims = None
-    if request.verify:
-        claims = token.decode(secret.value, secret.origin, request.audiences)
-        warnings += token.check_validity(claims, request.min_validity, now)
-        warnings += token.audience_warnings(claims, request.audiences)
 
     subscription = _first(c.subscription for c in layers)
     if subscription is not None and not ids.is_guid(subscription.value):
@@ -132,43 +159,33 @@ def resolve(request: Request, layers: list[Credential], now: float | None = None
     tenant = _first(c.tenant for c in layers)
     if tenant is not None and not ids.is_tenant(tenant.value):
         raise TokenSourceError(f"the tenant from {tenant.origin} is neither a GUID nor a domain", "use the tenant ID")
-    if claims is not None and claims.tenant:
-        _check_tenants(layers, claims.tenant)
-        if tenant is None:
-            tenant = Sourced(claims.tenant, "the token's tid claim")
+
+    policy = TokenPolicy(
+        verify=request.verify,
+        audiences=request.audiences,
+        min_validity=request.min_validity,
+        # Every tenant GUID given, from any layer, must be the token's own.
+        tenants=tuple(Tenant(t.value, t.origin) for c in layers if (t := c.tenant) and ids.is_guid(t.value)),
+        clock=clock,
+    )
+    accepted = policy.accept(secret)
+    claims = accepted.claims
+    if claims is not None and claims.tenant and tenant is None:
+        tenant = Sourced(claims.tenant, "the token's tid claim")
 
     return Plan(
         token=secret,
         subscription=subscription,
         tenant=tenant,
         claims=claims,
-        warnings=tuple(warnings),
+        expires_at=accepted.expires_at,
+        warnings=(*warnings, *accepted.warnings),
         removed=(request.token_env,) if request.token_env else (),
+        source=source,
+        policy=policy,
     )
-
-
-def _read_primary(request: Request, environ: Mapping[str, str]) -> Credential:
-    if request.token_stdin:
-        return sources.from_stdin()
-    if request.token_file is not None:
-        return sources.from_file(request.token_file)
-    if request.token_cmd is not None:
-        return sources.from_command(request.token_cmd, request.token_cmd_timeout)
-    assert request.token_env is not None
-    return sources.from_env(request.token_env, environ)
 
 
 def _first(values: Iterable[Sourced | None]) -> Sourced | None:
     """Return the first value present."""
     return next((value for value in values if value is not None), None)
-
-
-def _check_tenants(layers: list[Credential], tid: str) -> None:
-    """Refuse any tenant GUID, from any source, that is not the token's own."""
-    for layer in layers:
-        tenant = layer.tenant
-        if tenant is not None and ids.is_guid(tenant.value) and tenant.value.lower() != tid.lower():
-            raise TokenRejected(
-                f"the tenant {show(tenant.value)} from {tenant.origin} is not the token's tenant {tid}",
-                "use a token issued by that tenant, or fix the tenant",
-            )

@@ -8,33 +8,42 @@ import signal
 from collections.abc import Iterator
 from typing import NoReturn
 
-#: Signals whose default action dumps core; they must not dump azexec while it holds a token.
-CORE_SIGNALS = ("SIGQUIT", "SIGABRT", "SIGBUS", "SIGFPE", "SIGILL", "SIGSEGV", "SIGSYS", "SIGTRAP", "SIGXCPU")
-
-#: Signals that end azexec while it runs a helper (a token command, az login): the helper goes first.
-STOPPING = ("SIGTERM", "SIGHUP", "SIGINT", "SIGQUIT", "SIGUSR1", "SIGUSR2", "SIGALRM")
+#: What azexec does with each signal it treats specially, by role:
+#:   forward  resident mode passes it on to COMMAND when it was sent to azexec alone
+#:   stop     while a helper runs (a token command, az login), the helper's group is killed, then azexec dies of it
+#:   core     its default action dumps core: it must never dump azexec, which holds the token
+#:   reset    Python ignores it for itself; COMMAND gets the default action back, as under a shell
+SIGNAL_ROLES: dict[str, frozenset[str]] = {
+    "SIGTERM": frozenset({"forward", "stop"}),
+    "SIGHUP": frozenset({"forward", "stop"}),
+    "SIGINT": frozenset({"forward", "stop"}),
+    "SIGQUIT": frozenset({"forward", "stop", "core"}),
+    "SIGUSR1": frozenset({"forward", "stop"}),
+    "SIGUSR2": frozenset({"forward", "stop"}),
+    "SIGWINCH": frozenset({"forward"}),
+    "SIGALRM": frozenset({"stop"}),
+    **dict.fromkeys(
+        ("SIGABRT", "SIGBUS", "SIGFPE", "SIGILL", "SIGSEGV", "SIGSYS", "SIGTRAP", "SIGXCPU"), frozenset({"core"})
+    ),
+    "SIGPIPE": frozenset({"reset"}),
+    "SIGXFSZ": frozenset({"reset"}),
+}
 
 #: The caller's core-file limit, restored for COMMAND alone.
 _caller_core_limit: tuple[int, int] | None = None
-#: The standard fds the caller left closed; they stay closed for COMMAND.
-closed_at_start: tuple[int, ...] = ()
 
 
-class Terminated(BaseException):  # named like KeyboardInterrupt, which it mirrors
-    """Raised when a signal tells azexec to stop; azexec cleans up, then dies of SIGNUM."""
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(signum)
-        self.signum = signum
+def signals(role: str) -> set[signal.Signals]:
+    """Return the signals of ROLE (see SIGNAL_ROLES) that this platform has."""
+    return {getattr(signal, name) for name, roles in SIGNAL_ROLES.items() if role in roles and hasattr(signal, name)}
 
 
-def reserve_standard_fds() -> None:
-    """Park /dev/null on closed fds 0-2, close-on-exec, and note which they were.
+def reserve_standard_fds() -> tuple[int, ...]:
+    """Park /dev/null on closed fds 0-2, close-on-exec; return which they were.
 
     Otherwise the first file or pipe azexec opens would become fd 1 and reach
     COMMAND as its stdout. Close-on-exec keeps them closed for COMMAND, as env(1) does.
     """
-    global closed_at_start
     closed = []
     for fd in (0, 1, 2):
         try:
@@ -45,7 +54,7 @@ def reserve_standard_fds() -> None:
             if placeholder != fd:  # pragma: no cover - os.open takes the lowest free fd
                 os.dup2(placeholder, fd, inheritable=False)
                 os.close(placeholder)
-    closed_at_start = tuple(closed)
+    return tuple(closed)
 
 
 def no_core_dumps() -> None:
@@ -78,11 +87,6 @@ def caller_core_limit() -> Iterator[None]:
     finally:
         with contextlib.suppress(OSError, ValueError):
             resource.setrlimit(resource.RLIMIT_CORE, (0, _caller_core_limit[1]))
-
-
-def signal_numbers(names: tuple[str, ...]) -> list[signal.Signals]:
-    """Return the signals of NAMES that this platform has."""
-    return [getattr(signal, name) for name in names if hasattr(signal, name)]
 
 
 def flush_standard_streams() -> None:

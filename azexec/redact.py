@@ -24,6 +24,37 @@ LONG_SECRET = 100
 MIXED_SECRET = 32
 
 
+class Secret:
+    """A token, and where it came from; printed, formatted or repr'd it shows only its fingerprint.
+
+    The value comes out only through reveal(), at the few places that hand it
+    on (COMMAND's environment, an HTTP answer, the mask), so a failing test, a
+    debugger or a future log line cannot print it by accident.
+    """
+
+    __slots__ = ("_value", "origin")
+
+    def __init__(self, value: str, origin: str) -> None:
+        self._value = value
+        self.origin = origin
+
+    def reveal(self) -> str:
+        """Return the token itself."""
+        return self._value
+
+    def __repr__(self) -> str:
+        return f"Secret({fingerprint(self._value)} from {escape(self.origin)})"
+
+    def __str__(self) -> str:
+        return fingerprint(self._value)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
 def fingerprint(secret: str) -> str:
     """Identify SECRET without revealing it: its length and a short sha256 prefix."""
     import hashlib

@@ -7,8 +7,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from azexec import sources
-from azexec.launch import Found
 from azexec.plan import Plan
+from azexec.program import Found
 from azexec.redact import escape, fingerprint, show
 from azexec.token import Claims, describe_span, format_utc
 
@@ -23,17 +23,18 @@ def as_dict(
     """
     now = time.time() if now is None else now
 
-    def variable(name: str, value: sources.Sourced | None) -> dict[str, Any] | None:
-        if value is None:
-            return None
-        shown = fingerprint(value.value) if name == sources.TOKEN_VAR else show(value.value)
-        return {"value": shown, "source": value.origin}
+    def variable(value: sources.Sourced | None) -> dict[str, Any] | None:
+        return {"value": show(value.value), "source": value.origin} if value is not None else None
 
     return {
         "command": [show(arg) for arg in argv],
         "executable": show(found.path) if found and found.path and found.status is None else None,
         "exit_status": found.status if found else None,
-        "variables": {name: variable(name, value) for name, value in plan.sourced().items()},
+        "variables": {
+            sources.TOKEN_VAR: {"value": fingerprint(plan.token.reveal()), "source": plan.token.origin},
+            sources.SUBSCRIPTION_VAR: variable(plan.subscription),
+            sources.TENANT_VAR: variable(plan.tenant),
+        },
         "removed": [show(name) for name in plan.removed],
         "token": _claims(plan.claims, now) if plan.claims else None,
         "warnings": list(plan.warnings),

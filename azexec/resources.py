@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from azexec.ids import is_guid
+
 #: The Azure Resource Manager application, the same in every cloud.
 ARM_APP_ID = "797f4846-ba00-4fd7-ba43-dac1f8f63013"
 #: Azure Resource Manager's spellings, one set per cloud.
@@ -25,7 +27,7 @@ def normalize(resource: str) -> str:
     text = text.rstrip("/")
     scheme, sep, rest = text.partition("://")
     if not sep:
-        return text.lower() if _is_guid_like(text) else text
+        return text.lower() if is_guid(text) else text
     host, slash, path = rest.partition("/")
     return f"{scheme.lower()}://{host.lower()}{slash}{path}"
 
@@ -61,7 +63,3 @@ def serves(audiences: Sequence[str] | None, requested: str) -> bool:
     if audiences is None:
         return is_arm(requested)
     return any(same_resource(audience, requested) for audience in audiences)
-
-
-def _is_guid_like(text: str) -> bool:
-    return len(text) == 36 and text.count("-") == 4

@@ -1,6 +1,8 @@
-"""Read a credential from where people keep it: stdin, a file, a command, a variable, a .env file.
+"""Where people keep a token: stdin, a file, a command, a variable, a .env file — one class each.
 
-Nothing here writes anything, and no message quotes what a source held.
+A token source is chosen once, from the options (see plan.py), and read for
+the first token and again for every refresh. Nothing here writes anything,
+and no message quotes what a source held.
 """
 
 from __future__ import annotations
@@ -9,13 +11,14 @@ import os
 import re
 import stat
 from collections.abc import Mapping
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple, Protocol
 
+from azexec.bounded import Limited, read_fd
 from azexec.errors import TokenSourceError
-from azexec.redact import shell_quote, show
+from azexec.redact import Secret, shell_quote, show
 
-#: A source may hold the token or a JSON document around it, never more than this.
-MAX_SOURCE_BYTES = 1 << 20
+if TYPE_CHECKING:
+    from azexec.tokencmd import Jobs
 
 TOKEN_VAR = "AZURE_CLI_ACCESS_TOKEN"  # noqa: S105 - a variable name, not a secret
 SUBSCRIPTION_VAR = "AZURE_CLI_SUBSCRIPTION_ID"
@@ -40,7 +43,7 @@ class Credential(NamedTuple):
     """What one source supplied; any field may be missing."""
 
     origin: str
-    token: Sourced | None = None
+    token: Secret | None = None
     subscription: Sourced | None = None
     tenant: Sourced | None = None
     warnings: tuple[str, ...] = ()
@@ -48,86 +51,177 @@ class Credential(NamedTuple):
     empty_token: bool = False
 
 
-def from_stdin(origin: str = "--token-stdin") -> Credential:
-    """Read standard input to EOF, or prompt without echo when it is a terminal."""
-    data = _prompt_hidden(0, origin) if os.isatty(0) else _read_fd(0, origin)
-    return parse(decode(data, origin), origin)
+class TokenSource(Protocol):
+    """Where the token comes from: read for the first token, and again for each refresh."""
+
+    #: How the user named it, e.g. ``--token-file t.jwt`` or ``AZEXEC_TOKEN_FILE t.jwt``.
+    origin: str
+
+    def rereadable(self) -> bool:
+        """Tell whether reading again can give a fresh token."""
+
+    def per_resource(self) -> bool:
+        """Tell whether it can give a token for any resource ({resource} in a command)."""
+
+    def read(self, resource: str | None = None, *, jobs: Jobs | None = None) -> Credential:
+        """Read a credential (for RESOURCE, where the source takes one).
+
+        JOBS is given once COMMAND runs: reading then happens on any thread,
+        without the terminal, and whatever it starts is JOBS' to stop.
+        """
 
 
-def from_file(path: str) -> Credential:
-    """Read a token file; ``-`` is stdin. Warn when others may read a regular file."""
-    if path == "-":
-        return from_stdin("--token-file -")
-    origin = f"--token-file {show(path)}"
-    data, warnings = _read_path(path, origin)
-    credential = parse(decode(data, origin), origin)
-    return credential._replace(warnings=credential.warnings + warnings)
+def _regular_file(path: str) -> bool:
+    """Tell whether PATH is a regular file, which holds the same or a newer token when read again."""
+    try:
+        return stat.S_ISREG(os.stat(path).st_mode)
+    except (OSError, ValueError):
+        return False
 
 
-def from_env(name: str, environ: Mapping[str, str]) -> Credential:
-    """Take the token from azexec's own environment variable NAME."""
-    origin = f"--token-env {show(name)}"
-    text = environ.get(name)
-    if text is None:
-        raise TokenSourceError(f"{origin}: the variable is not set", "export it, or use another source")
-    return parse(text, origin)
+class Stdin:
+    """Standard input, read to EOF, or a hidden prompt at a terminal: read once."""
+
+    def __init__(self, origin: str) -> None:
+        self.origin = origin
+
+    def rereadable(self) -> bool:
+        return False
+
+    def per_resource(self) -> bool:
+        return False
+
+    def read(self, resource: str | None = None, *, jobs: Jobs | None = None) -> Credential:
+        data = _prompt_hidden(0, self.origin) if os.isatty(0) else read_fd(0, self.origin)
+        return parse(decode(data, self.origin), self.origin)
 
 
-def from_command(command: str, timeout: float, resource: str | None = None) -> Credential:
-    """Run COMMAND without a shell and take the token from its stdout.
+class File:
+    """A file, a FIFO or /dev/fd/N; a regular file is read again for a fresh token."""
 
-    RESOURCE (default: ARM, as az asks for it) replaces {resource} in COMMAND's arguments.
-    """
-    from azexec import tokencmd
-    from azexec.resources import DEFAULT_RESOURCE
+    def __init__(self, path: str, *, label: str) -> None:
+        self.path = path
+        self.origin = f"{label} {show(path)}"
 
-    origin = "--token-cmd"
-    return parse(decode(tokencmd.run(command, timeout, resource or DEFAULT_RESOURCE), origin), origin)
+    def rereadable(self) -> bool:
+        return _regular_file(self.path)
+
+    def per_resource(self) -> bool:
+        return False
+
+    def read(self, resource: str | None = None, *, jobs: Jobs | None = None) -> Credential:
+        data, warnings = _read_path(self.path, self.origin)
+        credential = parse(decode(data, self.origin), self.origin)
+        return credential._replace(warnings=credential.warnings + warnings)
 
 
-def from_env_file(path: str) -> Credential:
-    """Take the three AZURE_CLI_* values, and nothing else, from a dotenv file.
+class Variable:
+    """One of azexec's own environment variables; COMMAND does not inherit it."""
 
-    Values are literal: python-dotenv's ${VAR} interpolation would read
-    azexec's own environment (a secret that COMMAND then inherits, or the very
-    stale value azexec removes) and is quadratic in the number of keys.
-    """
-    import io
+    def __init__(self, name: str, environ: Mapping[str, str], *, label: str) -> None:
+        self.name = name
+        self.environ = environ
+        self.origin = f"{label} {show(name)}"
 
-    from dotenv.parser import parse_stream
+    def rereadable(self) -> bool:
+        return False
 
-    origin = f"--env-file {show(path)}"
-    data, warnings = _read_path(path, origin)
-    values: dict[str, str] = {}
-    problems: list[str] = []
-    # Parsed from memory: python-dotenv would silently read a missing file as empty.
-    for binding in parse_stream(io.StringIO(decode(data, origin))):
-        if binding.error:
-            problems.append(f"{origin}: line {binding.original.line} is not KEY=VALUE and is ignored")
-        elif binding.key in ENV_FILE_KEYS:
-            values[binding.key] = binding.value or ""
+    def per_resource(self) -> bool:
+        return False
 
-    def pick(key: str) -> Sourced | None:
-        value = values.get(key, "")
-        reference = re.search(r"\$\{([^}]*)\}", value)
-        if reference:
-            name = show(reference.group(1).partition(":-")[0])
-            raise TokenSourceError(
-                f"{origin}: {key} refers to ${{{name}}}, but values in an env file are taken literally",
-                f"to take the token from a variable, use --token-env {name}" if key == TOKEN_VAR else "write the value",
-            )
-        return Sourced(value, origin) if value else None
+    def read(self, resource: str | None = None, *, jobs: Jobs | None = None) -> Credential:
+        text = self.environ.get(self.name)
+        if text is None:
+            raise TokenSourceError(f"{self.origin}: the variable is not set", "export it, or use another source")
+        return parse(text, self.origin)
 
-    token = pick(TOKEN_VAR)
-    return Credential(
-        origin=origin,
-        token=token,
-        subscription=pick(SUBSCRIPTION_VAR),
-        tenant=pick(TENANT_VAR),
-        # Others reading the file matters only when it holds the secret.
-        warnings=tuple(problems) + (warnings if token else ()),
-        empty_token=token is None and TOKEN_VAR in values,
-    )
+
+class Command:
+    """A command run without a shell (vault, pass, op, az); {resource} in it asks for any resource."""
+
+    def __init__(self, command: str, *, timeout: float, label: str) -> None:
+        self.command = command
+        self.timeout = timeout
+        self.origin = label
+
+    def rereadable(self) -> bool:
+        return True
+
+    def per_resource(self) -> bool:
+        from azexec.tokencmd import takes_resource
+
+        return takes_resource(self.command)
+
+    def read(self, resource: str | None = None, *, jobs: Jobs | None = None) -> Credential:
+        from azexec import tokencmd
+        from azexec.resources import DEFAULT_RESOURCE
+
+        asked = resource or DEFAULT_RESOURCE
+        if jobs is None:
+            data = tokencmd.run(self.command, self.timeout, asked, label=self.origin)
+        else:
+            data = tokencmd.run_detached(self.command, self.timeout, asked, label=self.origin, jobs=jobs)
+        return parse(decode(data, self.origin), self.origin)
+
+
+class EnvFile:
+    """A dotenv file with the three AZURE_CLI_* values; when it holds the token, it is read again for a fresh one."""
+
+    def __init__(self, path: str, *, label: str) -> None:
+        self.path = path
+        self.origin = f"{label} {show(path)}"
+
+    def rereadable(self) -> bool:
+        return _regular_file(self.path)
+
+    def per_resource(self) -> bool:
+        return False
+
+    def read(self, resource: str | None = None, *, jobs: Jobs | None = None) -> Credential:
+        """Take the three AZURE_CLI_* values, and nothing else.
+
+        Values are literal: python-dotenv's ${VAR} interpolation would read
+        azexec's own environment (a secret that COMMAND then inherits, or the very
+        stale value azexec removes) and is quadratic in the number of keys.
+        """
+        import io
+
+        from dotenv.parser import parse_stream
+
+        origin = self.origin
+        data, warnings = _read_path(self.path, origin)
+        values: dict[str, str] = {}
+        problems: list[str] = []
+        # Parsed from memory: python-dotenv would silently read a missing file as empty.
+        for binding in parse_stream(io.StringIO(decode(data, origin))):
+            if binding.error:
+                problems.append(f"{origin}: line {binding.original.line} is not KEY=VALUE and is ignored")
+            elif binding.key in ENV_FILE_KEYS:
+                values[binding.key] = binding.value or ""
+
+        def pick(key: str) -> Sourced | None:
+            value = values.get(key, "")
+            reference = re.search(r"\$\{([^}]*)\}", value)
+            if reference:
+                name = show(reference.group(1).partition(":-")[0])
+                raise TokenSourceError(
+                    f"{origin}: {key} refers to ${{{name}}}, but values in an env file are taken literally",
+                    f"to take the token from a variable, use --token-env {name}"
+                    if key == TOKEN_VAR
+                    else "write the value",
+                )
+            return Sourced(value, origin) if value else None
+
+        token = pick(TOKEN_VAR)
+        return Credential(
+            origin=origin,
+            token=Secret(token.value, origin) if token else None,
+            subscription=pick(SUBSCRIPTION_VAR),
+            tenant=pick(TENANT_VAR),
+            # Others reading the file matters only when it holds the secret.
+            warnings=tuple(problems) + (warnings if token else ()),
+            empty_token=token is None and TOKEN_VAR in values,
+        )
 
 
 def parse(text: str, origin: str) -> Credential:
@@ -136,7 +230,7 @@ def parse(text: str, origin: str) -> Credential:
     if not text:
         raise TokenSourceError(f"{origin} is empty", "it should hold the access token")
     if text[0] not in "{[":
-        return Credential(origin=origin, token=Sourced(text, origin))
+        return Credential(origin=origin, token=Secret(text, origin))
 
     return _parse_json(text, origin)
 
@@ -175,7 +269,12 @@ def _parse_json(text: str, origin: str) -> Credential:
     token = field(key)
     if token is None:
         raise TokenSourceError(f'{origin}: "{key}" is empty', "get a fresh token")
-    return Credential(origin=origin, token=token, subscription=field("subscription"), tenant=field("tenant"))
+    return Credential(
+        origin=origin,
+        token=Secret(token.value, token.origin),
+        subscription=field("subscription"),
+        tenant=field("tenant"),
+    )
 
 
 def _read_path(path: str, origin: str) -> tuple[bytes, tuple[str, ...]]:
@@ -202,49 +301,9 @@ def _read_path(path: str, origin: str) -> tuple[bytes, tuple[str, ...]]:
             mode = stat.S_IMODE(info.st_mode)
             quoted = shell_quote(path)
             warnings = (f"{quoted} is readable by other users (mode {mode:04o}); run: chmod 600 {quoted}",)
-        return _read_fd(fd, origin), warnings
+        return read_fd(fd, origin), warnings
     finally:
         os.close(fd)
-
-
-class Limited:
-    """Gather a source's bytes, refusing more than MAX_SOURCE_BYTES."""
-
-    def __init__(self, origin: str, advice: str) -> None:
-        self.origin = origin
-        self.advice = advice
-        self.chunks: list[bytes] = []
-        self.size = 0
-
-    def add(self, chunk: bytes) -> None:
-        """Keep CHUNK, or fail when the source has grown too large."""
-        self.size += len(chunk)
-        self.check(self.size)
-        self.chunks.append(chunk)
-
-    def check(self, size: int) -> None:
-        """Fail when SIZE bytes are more than a source may hold."""
-        if size > MAX_SOURCE_BYTES:
-            raise TokenSourceError(f"{self.origin} holds more than 1 MiB", self.advice)
-
-    def data(self) -> bytes:
-        """Return everything gathered."""
-        return b"".join(self.chunks)
-
-
-def _read_fd(fd: int, origin: str) -> bytes:
-    """Read FD to EOF, refusing more than MAX_SOURCE_BYTES."""
-    gathered = Limited(origin, "point it at the token alone")
-    while True:
-        try:
-            chunk = os.read(fd, 65536)
-        except IsADirectoryError:
-            raise TokenSourceError(f"{origin} is a directory", "name the file that holds the token") from None
-        except OSError as e:
-            raise TokenSourceError(f"{origin}: {e.strerror}", "check the source") from None
-        if not chunk:
-            return gathered.data()
-        gathered.add(chunk)
 
 
 def decode(data: bytes, origin: str) -> str:
@@ -296,7 +355,7 @@ def _prompt_hidden(fd: int, origin: str) -> bytes:
     try:
         old = termios.tcgetattr(fd)
     except termios.error:
-        return _read_fd(fd, origin)
+        return read_fd(fd, origin)
     new = [*old[:6], list(old[6])]
     new[3] = old[3] & ~(termios.ECHO | termios.ICANON)
     new[6][termios.VMIN], new[6][termios.VTIME] = 1, 0

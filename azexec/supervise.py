@@ -1,11 +1,11 @@
 """Resident mode: stay alive as COMMAND's parent and behave, for the caller, as if exec'd.
 
-Needed on Windows (no real exec), and by the parts that live beside COMMAND:
-the output mask, the expiry watch. Each part starts before COMMAND and stops
-after it; the signal loop knows none of them. On POSIX, signals are blocked
-and taken with sigwaitinfo, so that azexec can tell a terminal's signal (which
-the kernel already delivered to COMMAND through the foreground process group)
-from one sent to azexec alone, which it forwards.
+Needed by the parts that live beside COMMAND (parts/: the output mask, the
+expiry watch, the identity server, the az login directory). Each part starts
+before COMMAND and stops after it; the signal loop knows none of them. Signals
+are blocked and taken with sigwaitinfo, so that azexec can tell a terminal's
+signal (which the kernel already delivered to COMMAND through the foreground
+process group) from one sent to azexec alone, which it forwards.
 """
 
 from __future__ import annotations
@@ -13,59 +13,69 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import threading
 from collections.abc import Mapping, Sequence
-from typing import NoReturn, Protocol
+from types import MappingProxyType
+from typing import NoReturn
 
-from azexec.launch import PYTHON_IGNORED, exec_error, search
-from azexec.process import CORE_SIGNALS, caller_core_limit, die_of, flush_standard_streams, signal_numbers
+from azexec.errors import AzexecError, PartFailed
+from azexec.parts import Context, Part, Redirection
+from azexec.process import caller_core_limit, die_of, flush_standard_streams, signals
+from azexec.program import search
 
-#: Forwarded to COMMAND when sent to azexec alone.
-FORWARDED = ("SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2", "SIGWINCH", "SIGINT")
 #: si_code of a signal the kernel raised itself, such as a terminal's Ctrl-C to the foreground group.
 SI_KERNEL = 0x80
-
-#: A descriptor of azexec's to dup2 onto a descriptor of COMMAND's.
-Redirection = tuple[int, int]
-
-
-class Part(Protocol):
-    """Something resident mode runs beside COMMAND: started before it, stopped after it."""
-
-    def start(self, env: dict[str, str]) -> list[Redirection]:
-        """Prepare, before COMMAND starts; may add to ENV; return redirections of COMMAND's fds."""
-
-    def running(self) -> None:
-        """COMMAND has started."""
-
-    def stop(self, code: int | None) -> None:
-        """COMMAND has exited with CODE (None: it never started); clean up."""
+#: How long COMMAND has to exit after SIGTERM when a part failed, before SIGKILL.
+STOP_GRACE_SECONDS = 5.0
 
 
-def run(argv: Sequence[str], env: Mapping[str, str], parts: Sequence[Part] = ()) -> NoReturn:
-    """Run ARGV as a child beside PARTS, and exit exactly as it did."""
+class Failures:
+    """The first failure a part reports while COMMAND runs; reporting wakes the signal loop."""
+
+    def __init__(self) -> None:
+        self.first: PartFailed | None = None
+        self.lock = threading.Lock()
+
+    def report(self, error: PartFailed) -> None:
+        """Keep ERROR (the first one wins) and wake the loop, which stops COMMAND."""
+        with self.lock:
+            if self.first is None:
+                self.first = error
+        # SIGCHLD is what the loop waits for: "something changed, look".
+        os.kill(os.getpid(), signal.SIGCHLD)
+
+
+def run(argv: Sequence[str], env: Mapping[str, str], parts: Sequence[Part], *, closed_fds: tuple[int, ...]) -> NoReturn:
+    """Run ARGV as a child beside PARTS, and exit exactly as it did (125 when a part failed)."""
     flush_standard_streams()
     child_env = dict(env)
     started: list[Part] = []
     code: int | None = None
+    failures = Failures()
     # Block first: threads the parts start inherit the mask, so signals come to the main thread only.
-    original_mask: set[int | signal.Signals] = _block() if os.name == "posix" else set()
+    original_mask = _block()
     try:
         redirections: list[Redirection] = []
         for part in parts:
             started.append(part)
-            redirections += part.start(child_env)
-        if os.name == "posix":
-            code = _run_posix(argv, child_env, redirections, started, original_mask)
-        else:  # pragma: no cover - Windows
-            code = _run_windows(argv, child_env, redirections, started)
+            context = Context(MappingProxyType(dict(child_env)), frozenset(original_mask), closed_fds, failures.report)
+            added = part.start(context)
+            for name, value in added.env:
+                if value is None:
+                    child_env.pop(name, None)
+                else:
+                    child_env[name] = value
+            redirections += added.redirections
+        code = _run(argv, child_env, redirections, started, original_mask, failures)
     finally:
         for part in reversed(started):
             with contextlib.suppress(Exception):  # COMMAND's status matters more than a part's cleanup
                 part.stop(code)
-        if code is None and os.name == "posix":  # no COMMAND: azexec reports an error and exits
+        if code is None or failures.first is not None:  # azexec reports an error and exits
             signal.pthread_sigmask(signal.SIG_SETMASK, original_mask)
+    if failures.first is not None:
+        raise failures.first
     flush_standard_streams()
-    assert code is not None  # spawn returned
     if code < 0:
         die_of(-code)
     os._exit(code)
@@ -77,21 +87,21 @@ def _block() -> set[int | signal.Signals]:
     A SIGTERM before COMMAND starts must be forwarded, not kill azexec; and no
     signal may dump azexec while the caller's core limit is back.
     """
-    waited_for = set(signal_numbers(FORWARDED)) | {signal.SIGCHLD}
-    return signal.pthread_sigmask(signal.SIG_BLOCK, waited_for | set(signal_numbers(CORE_SIGNALS)))
+    return signal.pthread_sigmask(signal.SIG_BLOCK, signals("forward") | {signal.SIGCHLD} | signals("core"))
 
 
-def _run_posix(
+def _run(
     argv: Sequence[str],
     env: Mapping[str, str],
     redirections: list[Redirection],
     parts: Sequence[Part],
     original_mask: set[int | signal.Signals],
+    failures: Failures,
 ) -> int:
-    forwarded = set(signal_numbers(FORWARDED))
+    forwarded = signals("forward")
     waited_for = forwarded | {signal.SIGCHLD}
     actions = [(os.POSIX_SPAWN_DUP2, ours, theirs) for ours, theirs in redirections]
-    reset = signal_numbers(PYTHON_IGNORED) + sorted(forwarded) + signal_numbers(CORE_SIGNALS)
+    reset = sorted(signals("reset") | forwarded | signals("core"))
 
     def spawn(path: str, args: list[str]) -> int:
         return os.posix_spawn(path, args, dict(env), file_actions=actions, setsigmask=original_mask, setsigdef=reset)
@@ -101,38 +111,42 @@ def _run_posix(
     # COMMAND runs: from here on nothing may end azexec before it (resident mode never orphans it).
     signal.pthread_sigmask(signal.SIG_SETMASK, original_mask | waited_for)
     for part in parts:
-        with contextlib.suppress(Exception):
+        try:
             part.running()
-    return os.waitstatus_to_exitcode(_wait(pid, waited_for))
+        except PartFailed as e:
+            failures.report(e)
+    return os.waitstatus_to_exitcode(_wait(pid, waited_for, failures))
 
 
-def _wait(pid: int, waited_for: set[signal.Signals]) -> int:
-    """Forward the signals sent to azexec alone until PID exits; return its wait status."""
+def _wait(pid: int, waited_for: set[signal.Signals], failures: Failures) -> int:
+    """Forward the signals sent to azexec alone until PID exits; return its wait status.
+
+    When a part fails, COMMAND is stopped: SIGTERM, then SIGKILL after STOP_GRACE_SECONDS.
+    """
+    stopping = False
     while True:
         try:
-            info = signal.sigwaitinfo(waited_for)
+            if not stopping:
+                info = signal.sigwaitinfo(waited_for)
+            else:
+                timed = signal.sigtimedwait(waited_for, STOP_GRACE_SECONDS)
+                if timed is None:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, signal.SIGKILL)
+                    continue
+                info = timed
             if info.si_signo == signal.SIGCHLD:
                 done, status = os.waitpid(pid, os.WNOHANG)
                 if done == pid:
                     return status
+                if failures.first is not None and not stopping:
+                    stopping = True
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, signal.SIGTERM)
             elif info.si_code != SI_KERNEL:
                 # Sent to azexec alone (kill, a supervisor): COMMAND has not had it.
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, info.si_signo)
-        except ChildProcessError:  # pragma: no cover - reaped elsewhere: nothing left to wait for
-            return 0
-
-
-def _run_windows(  # pragma: no cover - Windows
-    argv: Sequence[str], env: Mapping[str, str], redirections: list[Redirection], parts: Sequence[Part]
-) -> int:
-    import subprocess
-
-    streams = {theirs: ours for ours, theirs in redirections}
-    try:
-        proc = subprocess.Popen(list(argv), env=dict(env), stdout=streams.get(1), stderr=streams.get(2))
-    except OSError as e:
-        raise exec_error(argv[0], e) from None
-    for part in parts:
-        part.running()
-    return proc.wait()
+        except ChildProcessError:
+            # Reaped elsewhere: its status is lost, and a lost status is never reported as success.
+            raise AzexecError("lost track of COMMAND's exit status", "report this as a bug in azexec") from None

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from azexec import ids, resources
 from azexec.errors import TokenRejected
-from azexec.redact import show
+from azexec.redact import Secret, show
 
 if TYPE_CHECKING:
     from jwt.types import Options
@@ -26,6 +26,9 @@ WARN_REMAINING_SECONDS = 300
 #: Claim times are clamped to 0001-01-01 .. 9999-12-31 (UTC), which every clock call here represents.
 MIN_TIME = -62135596800
 MAX_TIME = 253402300799
+
+#: How long a token that is not decoded (--no-verify) is taken to live: as long as Azure's usually do.
+NO_VERIFY_LIFETIME = 3600
 
 _NO_VERIFY_HINT = "if the token is opaque by design, pass --no-verify to skip the JWT checks"
 
@@ -44,6 +47,65 @@ class Claims(NamedTuple):
     roles: tuple[str, ...]
     scopes: tuple[str, ...]
     issuer: str | None
+
+
+class Tenant(NamedTuple):
+    """A tenant the token must be for, and who said so (e.g. ``--tenant``, ``the held token``)."""
+
+    value: str
+    origin: str
+
+
+class Accepted(NamedTuple):
+    """A token that passed the policy."""
+
+    token: Secret
+    #: None when the token was not decoded (--no-verify).
+    claims: Claims | None
+    expires_at: int
+    warnings: tuple[str, ...]
+
+
+class TokenPolicy(NamedTuple):
+    """Whether a token is acceptable: one policy for the first token and every later one."""
+
+    verify: bool = True
+    #: --audience: the audiences the first token must have (a later one must serve what it was asked for).
+    audiences: tuple[str, ...] = ()
+    #: --min-validity: the least time a token must have left.
+    min_validity: float | None = None
+    #: Tenant GUIDs the token must be for; a domain cannot be compared with a tid, so it is not here.
+    tenants: tuple[Tenant, ...] = ()
+    clock: Callable[[], float] = time.time
+
+    def accept(self, token: Secret, *, resource: str | None = None) -> Accepted:
+        """Check TOKEN (obtained for RESOURCE, or the first token when None); return it with its claims.
+
+        Raise TokenRejected saying what is wrong and what to do.
+        """
+        check_format(token.reveal(), token.origin)
+        now = self.clock()
+        if not self.verify:
+            return Accepted(token, None, int(now) + NO_VERIFY_LIFETIME, ())
+        claims = decode(token.reveal(), token.origin, self.audiences if resource is None else ())
+        warnings = check_validity(claims, self.min_validity, now)
+        if resource is None:
+            warnings += audience_warnings(claims, self.audiences)
+        elif not resources.serves(claims.audiences, resource):
+            found = ", ".join(show(a) for a in claims.audiences) or "none"
+            raise TokenRejected(
+                f"the access token from {token.origin} for {show(resource)} is for audience {found}",
+                "check that the command puts {resource} where the resource belongs",
+            )
+        if claims.tenant is not None:
+            for tenant in self.tenants:
+                if tenant.value.lower() != claims.tenant.lower():
+                    wrong = f"the tenant {show(tenant.value)} from {tenant.origin}"
+                    raise TokenRejected(
+                        f"{wrong} is not the token's tenant {claims.tenant}",
+                        "use a token issued by that tenant, or fix the tenant",
+                    )
+        return Accepted(token, claims, claims.expires_at, warnings)
 
 
 def check_format(token: str, origin: str) -> None:
@@ -76,9 +138,10 @@ def decode(token: str, origin: str, audiences: Sequence[str] = ()) -> Claims:
     if segments == 5:
         raise TokenRejected(f"the access token from {origin} is encrypted (JWE) and cannot be read", _NO_VERIFY_HINT)
     options: Options = {
-        # pyjwt turns every claim check off with the signature check unless asked.
+        # pyjwt turns every claim check off with the signature check unless asked;
+        # expiry is checked in check_validity, against the policy's clock.
         "verify_signature": False,
-        "verify_exp": True,
+        "verify_exp": False,
         "verify_aud": bool(wanted),
         # nbf needs a skew allowance but exp must have none, and pyjwt has one
         # leeway for both: nbf is checked in check_validity instead.
@@ -88,8 +151,6 @@ def decode(token: str, origin: str, audiences: Sequence[str] = ()) -> Claims:
     }
     try:
         payload = jwt.decode(token, options=options, audience=wanted or None)
-    except jwt.ExpiredSignatureError:
-        raise expired(_clamp(_unverified_payload(token).get("exp")), time.time()) from None
     except jwt.MissingRequiredClaimError:
         raise TokenRejected(
             f"the access token from {origin} has no expiry (exp claim), so it is not an Azure access token",
@@ -126,9 +187,8 @@ def expired(expires_at: float, now: float) -> TokenRejected:
     )
 
 
-def check_validity(claims: Claims, min_validity: float | None, now: float | None = None) -> tuple[str, ...]:
+def check_validity(claims: Claims, min_validity: float | None, now: float) -> tuple[str, ...]:
     """Fail when the token is not yet valid or expires too soon; return warnings."""
-    now = time.time() if now is None else now
     if claims.not_before is not None and claims.not_before > now + CLOCK_SKEW_SECONDS:
         raise TokenRejected(
             f"the access token is not valid until {format_utc(claims.not_before)} "

@@ -15,14 +15,15 @@ import select
 import shlex
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from typing import NamedTuple
 
-from azexec.errors import TokenSourceError, UsageError
-from azexec.process import STOPPING, Terminated, signal_numbers
+from azexec.bounded import Limited
+from azexec.errors import Terminated, TokenSourceError, UsageError
+from azexec.process import signals
 from azexec.redact import show
-from azexec.sources import Limited
 
 #: A shell's status for a program that ended on Ctrl-C (bash's `read`, many CLIs).
 INTERRUPTED_STATUS = 128 + signal.SIGINT
@@ -40,14 +41,14 @@ class Terminal(NamedTuple):
 RESOURCE_PLACEHOLDER = "{resource}"
 
 
-def split(command: str, resource: str) -> list[str]:
+def split(command: str, resource: str, *, label: str = "--token-cmd") -> list[str]:
     """Split COMMAND like a shell (no shell runs it), then put RESOURCE where {resource} stands."""
     try:
         argv = shlex.split(command)
     except ValueError as e:
-        raise UsageError(f"--token-cmd cannot be split like a shell command: {e}") from None
+        raise UsageError(f"{label} cannot be split like a shell command: {e}") from None
     if not argv:
-        raise UsageError("--token-cmd is empty")
+        raise UsageError(f"{label} is empty")
     return [arg.replace(RESOURCE_PLACEHOLDER, resource) for arg in argv]
 
 
@@ -56,21 +57,30 @@ def takes_resource(command: str) -> bool:
     return RESOURCE_PLACEHOLDER in command
 
 
-def run(command: str, timeout: float, resource: str) -> bytes:
-    """Run COMMAND, in the foreground, and return its stdout; its stderr goes straight to the user."""
-    argv = split(command, resource)
-    name = show(argv[0])
+def run(command: str, timeout: float, resource: str, *, label: str) -> bytes:
+    """Run COMMAND, in the foreground, and return its stdout; its stderr goes straight to the user.
+
+    LABEL names the command as the user gave it (--token-cmd, AZEXEC_TOKEN_CMD).
+    """
+    argv = split(command, resource, label=label)
     terminal = _foreground_terminal()
     try:
         with _stopping_raises(), _in_foreground(terminal):
-            return _run(argv, name, terminal, timeout)
+            return _run(argv, _Named(label, show(argv[0])), terminal, timeout)
     finally:
         if terminal is not None:
             os.close(terminal.fd)
 
 
-def _run(argv: list[str], name: str, terminal: Terminal | None, timeout: float) -> bytes:
-    blocked = set(signal_numbers(STOPPING))
+class _Named(NamedTuple):
+    """The command as messages name it: the option or variable, and the program."""
+
+    label: str
+    program: str
+
+
+def _run(argv: list[str], name: _Named, terminal: Terminal | None, timeout: float) -> bytes:
+    blocked = signals("stop")
     # Held off until the pid is known, so a signal can always kill what was started.
     original_mask = signal.pthread_sigmask(signal.SIG_BLOCK, blocked)
     try:
@@ -84,11 +94,8 @@ def _run(argv: list[str], name: str, terminal: Terminal | None, timeout: float) 
         )
     except BaseException as e:
         signal.pthread_sigmask(signal.SIG_UNBLOCK, blocked)
-        if isinstance(e, FileNotFoundError):
-            raise TokenSourceError(f"--token-cmd: {name}: command not found", "install it or fix the command") from None
         if isinstance(e, (OSError, ValueError)):  # ValueError: a NUL in an argument
-            reason = e.strerror if isinstance(e, OSError) else str(e)
-            raise TokenSourceError(f"--token-cmd: {name}: {reason}", "fix the command") from None
+            raise _spawn_failed(name, e) from None
         raise
 
     assert proc.stdout is not None
@@ -97,7 +104,7 @@ def _run(argv: list[str], name: str, terminal: Terminal | None, timeout: float) 
             _give_terminal(terminal.fd, proc.pid)  # as shells do, from both sides
         # A signal held off since before the spawn is acted on here, and kills the group.
         signal.pthread_sigmask(signal.SIG_UNBLOCK, blocked)
-        output, status = _collect(proc, terminal, timeout)
+        output, status = _collect(proc, name, terminal, timeout)
     except BaseException:
         _kill_group(proc)
         raise
@@ -131,14 +138,16 @@ class _Wakeup:
         os.close(self.write)
 
 
-def _collect(proc: subprocess.Popen[bytes], terminal: Terminal | None, timeout: float) -> tuple[bytes, int]:
+def _collect(
+    proc: subprocess.Popen[bytes], name: _Named, terminal: Terminal | None, timeout: float
+) -> tuple[bytes, int]:
     """Read the command's stdout to EOF and wait for it, within TIMEOUT and the source size limit.
 
     Time spent stopped (Ctrl-Z) does not count against the timeout.
     """
     assert proc.stdout is not None
     out = proc.stdout.fileno()
-    gathered = Limited("--token-cmd's output", "it should print the token alone")
+    gathered = Limited(f"{name.label}'s output", "it should print the token alone")
     status: int | None = None
     deadline = time.monotonic() + timeout
     with _Wakeup() as wakeup:
@@ -147,7 +156,7 @@ def _collect(proc: subprocess.Popen[bytes], terminal: Terminal | None, timeout: 
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise _timed_out(timeout)
+                raise _timed_out(name, timeout)
             watched = [wakeup] if out < 0 else [out, wakeup]
             ready = select.select(watched, [], [], remaining)[0]
             if wakeup in ready:
@@ -191,15 +200,23 @@ def _stop_too(pgid: int, terminal: Terminal | None) -> None:
         os.killpg(pgid, signal.SIGCONT)
 
 
-def _failed(name: str, status: int, hint: str) -> TokenSourceError:
+def _failed(name: _Named, status: int, hint: str) -> TokenSourceError:
     """Say how the command failed; never what it printed (its stdout may hold half a secret)."""
     how = f"was killed by {_signal_name(-status)}" if status < 0 else f"exited with status {status}"
-    return TokenSourceError(f"--token-cmd failed: {name} {how}", hint)
+    return TokenSourceError(f"{name.label} failed: {name.program} {how}", hint)
 
 
-def _timed_out(timeout: float) -> TokenSourceError:
+def _spawn_failed(name: _Named, error: OSError | ValueError) -> TokenSourceError:
+    """Say why the command could not be started."""
+    if isinstance(error, FileNotFoundError):
+        return TokenSourceError(f"{name.label}: {name.program}: command not found", "install it or fix the command")
+    reason = error.strerror if isinstance(error, OSError) else str(error)
+    return TokenSourceError(f"{name.label}: {name.program}: {reason}", "fix the command")
+
+
+def _timed_out(name: _Named, timeout: float) -> TokenSourceError:
     return TokenSourceError(
-        f"--token-cmd did not finish within {timeout:g}s and was killed",
+        f"{name.label} did not finish within {timeout:g}s and was killed",
         "check that it runs on its own, or raise --token-cmd-timeout",
     )
 
@@ -265,7 +282,7 @@ def _stopping_raises() -> Iterator[None]:
     def handler(signum: int, frame: object) -> None:
         raise Terminated(signum)
 
-    previous = {number: signal.signal(number, handler) for number in signal_numbers(STOPPING)}
+    previous = {number: signal.signal(number, handler) for number in signals("stop")}
     try:
         yield
     finally:
@@ -289,43 +306,72 @@ def _signal_name(number: int) -> str:
         return f"signal {number}"
 
 
-def run_detached(command: str, timeout: float, resource: str, running: set[int] | None = None) -> bytes:
+class Jobs:
+    """The token commands running while COMMAND runs, so that stopping azexec stops them all."""
+
+    def __init__(self) -> None:
+        self.groups: set[int] = set()
+        self.stopped = False
+        self.lock = threading.Lock()
+
+    def add(self, pgid: int) -> None:
+        """Track process group PGID; after stop(), kill it at once."""
+        with self.lock:
+            if not self.stopped:
+                self.groups.add(pgid)
+                return
+        with contextlib.suppress(OSError):
+            os.killpg(pgid, signal.SIGKILL)
+
+    def discard(self, pgid: int) -> None:
+        """Stop tracking PGID, which has ended."""
+        with self.lock:
+            self.groups.discard(pgid)
+
+    def stop(self) -> None:
+        """Kill every group running, and any started from now on."""
+        with self.lock:
+            self.stopped = True
+            groups, self.groups = self.groups, set()
+        for pgid in groups:
+            with contextlib.suppress(OSError):
+                os.killpg(pgid, signal.SIGKILL)
+
+
+def run_detached(command: str, timeout: float, resource: str, *, label: str, jobs: Jobs) -> bytes:
     """Run COMMAND for RESOURCE while COMMAND (azexec's) runs: no terminal, no stdin, any thread.
 
-    Its process group is in RUNNING while it runs, so that whoever stops azexec can kill it.
+    Its process group is in JOBS while it runs, so that whoever stops azexec can kill it.
     """
-    argv = split(command, resource)
-    name = show(argv[0])
+    argv = split(command, resource, label=label)
+    name = _Named(label, show(argv[0]))
     try:
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, start_new_session=True)
     except (OSError, ValueError) as e:
-        reason = "command not found" if isinstance(e, FileNotFoundError) else getattr(e, "strerror", None) or str(e)
-        raise TokenSourceError(f"--token-cmd: {name}: {reason}", "fix the command") from None
-    if running is not None:
-        running.add(proc.pid)
+        raise _spawn_failed(name, e) from None
+    jobs.add(proc.pid)
     assert proc.stdout is not None
-    gathered = Limited("--token-cmd's output", "it should print the token alone")
+    gathered = Limited(f"{label}'s output", "it should print the token alone")
     deadline = time.monotonic() + timeout
     try:
         out = proc.stdout.fileno()
-        while chunk := _read_before(out, deadline, timeout):
+        while chunk := _read_before(out, deadline, name, timeout):
             gathered.add(chunk)
         status = proc.wait(timeout=max(0.0, deadline - time.monotonic()))
     except subprocess.TimeoutExpired:
-        raise _timed_out(timeout) from None
+        raise _timed_out(name, timeout) from None
     finally:
         _kill_group(proc)
         proc.stdout.close()
-        if running is not None:
-            running.discard(proc.pid)
+        jobs.discard(proc.pid)
     if status != 0:
         raise _failed(name, status, "see its messages on azexec's stderr")
     return gathered.data()
 
 
-def _read_before(fd: int, deadline: float, timeout: float) -> bytes:
+def _read_before(fd: int, deadline: float, name: _Named, timeout: float) -> bytes:
     """Read a chunk of FD before DEADLINE (b"" at EOF)."""
     remaining = deadline - time.monotonic()
     if remaining <= 0 or not select.select([fd], [], [], remaining)[0]:
-        raise _timed_out(timeout)
+        raise _timed_out(name, timeout)
     return os.read(fd, 65536)

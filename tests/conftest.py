@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from helpers import Terminal, TokenFactory, make_token
+from helpers import Terminal, TokenFactory, make_token, write_private
 
 
 @pytest.fixture
@@ -44,10 +44,7 @@ def private_file(tmp_path: Path) -> Callable[..., Path]:
     """Return a writer of mode-600 files, as a careful user keeps a token."""
 
     def write(text: str, name: str = "token") -> Path:
-        path = tmp_path / name
-        path.write_text(text)
-        path.chmod(0o600)
-        return path
+        return write_private(tmp_path / name, text)
 
     return write
 

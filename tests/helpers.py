@@ -15,11 +15,17 @@ import time
 import uuid
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jwt
 
 from azexec.plan import Request
+
+if TYPE_CHECKING:
+    from azexec.parts import Part
+    from azexec.parts.provider import Provider
+    from azexec.sources import TokenSource
+    from azexec.token import TokenPolicy
 
 TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"
 OTHER_TENANT = "11111111-2222-4333-8444-555555555555"
@@ -81,6 +87,49 @@ def run(
     )
 
 
+def wait_until(predicate: Callable[[], object], *, within: float = 20, what: str = "the condition") -> None:
+    """Return once PREDICATE() is true; fail saying WHAT never happened after WITHIN seconds.
+
+    The one poll loop of the suite: for what no event or pipe can announce (a
+    process appearing in /proc, a file another process writes).
+    """
+    deadline = time.monotonic() + within
+    while not predicate():
+        assert time.monotonic() < deadline, f"{what} never happened within {within:g}s"
+        time.sleep(0.02)
+
+
+def write_private(path: Path, text: str) -> Path:
+    """Write TEXT to PATH with mode 600, as a careful user keeps a token; return PATH."""
+    path.write_text(text)
+    path.chmod(0o600)
+    return path
+
+
+def claims_of(token: str) -> dict[str, Any]:
+    """Return a test token's claims, unverified."""
+    claims: dict[str, Any] = jwt.decode(token, options={"verify_signature": False})
+    return claims
+
+
+#: A stand-in for `az account get-access-token --resource R`: prints a token for R, living LIFETIME
+#: seconds, and appends R to the file COUNT (one line a run). Arguments: R COUNT LIFETIME.
+MINT = f"""
+import sys
+sys.path.insert(0, {str(Path(__file__).parent)!r})
+from helpers import make_token
+with open(sys.argv[2], "a") as f:
+    f.write(sys.argv[1] + "\\n")
+print(make_token(aud=sys.argv[1], lifetime=float(sys.argv[3])))
+"""
+
+
+def mint_command(directory: Path, *, resource: str = "{resource}", lifetime: float = 3600, extra: str = "") -> str:
+    """Write MINT (plus EXTRA lines) into DIRECTORY; return a --token-cmd that runs it, counting in DIRECTORY/count."""
+    script = write_private(directory / "mint.py", MINT + extra)
+    return f"{sys.executable} {script} {resource} {directory / 'count'} {lifetime:g}"
+
+
 def alive(pid: int) -> bool:
     """Tell whether PID runs; a zombie nobody reaped yet (PID 1 here may not) counts as dead."""
     try:
@@ -97,11 +146,10 @@ def all_gone(pids: list[int], within: float = 5.0) -> bool:
     scheduled: on a loaded CI machine a killed grandchild can linger for a
     moment. A survivor of a missed kill (a `sleep 300`) still fails.
     """
-    deadline = time.monotonic() + within
-    while any(alive(pid) for pid in pids):
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.02)
+    try:
+        wait_until(lambda: not any(alive(pid) for pid in pids), within=within)
+    except AssertionError:
+        return False
     return True
 
 
@@ -181,3 +229,39 @@ class Terminal:
                 break
             self.output += chunk
         return status
+
+
+def held(token: str, *, source: TokenSource | None = None, policy: TokenPolicy | None = None) -> Provider:
+    """Return a provider holding TOKEN; later tokens come from SOURCE (default: none), checked by POLICY."""
+    from azexec import sources
+    from azexec.parts.provider import Provider
+    from azexec.redact import Secret
+    from azexec.token import Tenant, TokenPolicy
+    from azexec.tokencmd import Jobs
+
+    # The first token as it was accepted at start; POLICY (default: the tenant's) is for later ones.
+    first = TokenPolicy().accept(Secret(token, "the test"))
+    policy = policy or TokenPolicy(tenants=(Tenant(TENANT, "the test"),))
+    source = source or sources.Variable("NOT_READ_AGAIN", {}, label="--token-env")
+    return Provider(first, source=source, policy=policy, jobs=Jobs())
+
+
+def start_part(part: Part, env: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Start PART as resident mode would, in ENV; return COMMAND's environment with what PART added."""
+    import signal
+    from types import MappingProxyType
+
+    from azexec.parts import Context
+
+    def fail(error: Exception) -> None:
+        raise AssertionError(f"the part failed: {error}")
+
+    mask = frozenset(signal.pthread_sigmask(signal.SIG_BLOCK, set()))
+    result = dict(env or {})
+    added = part.start(Context(MappingProxyType(dict(result)), mask, (), fail))
+    for name, value in added.env:
+        if value is None:
+            result.pop(name, None)
+        else:
+            result[name] = value
+    return result

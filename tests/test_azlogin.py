@@ -14,14 +14,25 @@ import signal
 import ssl
 import subprocess
 import threading
-import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import AZEXEC, TENANT, all_gone, base_env, explain, make_token, run
+from helpers import (
+    AZEXEC,
+    TENANT,
+    all_gone,
+    base_env,
+    claims_of,
+    explain,
+    make_token,
+    mint_command,
+    run,
+    wait_until,
+    write_private,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -146,10 +157,7 @@ def snapshot(directory: Path) -> dict[str, bytes]:
 
 
 def token_file(tmp_path: Path, token: str) -> Path:
-    path = tmp_path / "token"
-    path.write_text(token)
-    path.chmod(0o600)
-    return path
+    return write_private(tmp_path / "token", token)
 
 
 def test_the_real_az_is_the_pinned_version() -> None:
@@ -189,20 +197,11 @@ def test_two_az_calls_in_one_command(az_env: dict[str, str], tmp_path: Path) -> 
 
 def test_a_resource_token_command_serves_az_get_access_token(az_env: dict[str, str], tmp_path: Path) -> None:
     """With {resource}, az account get-access-token --resource https://vault.azure.net gets a Key Vault token."""
-    mint = tmp_path / "mint.py"
-    tests = Path(__file__).parent
-    lines = ["import sys", f"sys.path.insert(0, {str(tests)!r})", "from helpers import make_token"]
-    mint.write_text("\n".join([*lines, "print(make_token(aud=sys.argv[1]))", ""]))
-    import sys
-
-    token_cmd = f"{sys.executable} {mint} {{resource}}"
+    token_cmd = mint_command(tmp_path)
     args = ["--az-login", "--token-cmd", token_cmd, "--", "az", "account", "get-access-token"]
     result = run(*args, "--resource", "https://vault.azure.net", env=az_env, timeout=180)
     assert result.returncode == 0, explain(result)
-    import jwt
-
-    claims = jwt.decode(json.loads(result.stdout)["accessToken"], options={"verify_signature": False})
-    assert claims["aud"] == "https://vault.azure.net"
+    assert claims_of(json.loads(result.stdout)["accessToken"])["aud"] == "https://vault.azure.net"
 
 
 def test_the_directory_is_gone_after_command_is_killed(az_env: dict[str, str], tmp_path: Path) -> None:
@@ -212,10 +211,7 @@ def test_the_directory_is_gone_after_command_is_killed(az_env: dict[str, str], t
     script = f'echo "$AZURE_CONFIG_DIR" > {marker}; exec sleep 60'
     proc = subprocess.Popen([AZEXEC, "--az-login", "--token-file", str(path), "--", "sh", "-c", script], env=az_env)
     try:
-        deadline = time.monotonic() + 120
-        while not (marker.exists() and marker.read_text().strip()):
-            assert time.monotonic() < deadline, "COMMAND never started"
-            time.sleep(0.05)
+        wait_until(lambda: marker.exists() and marker.read_text().strip(), within=120, what="COMMAND's start")
         private = Path(marker.read_text().strip())
         assert private.is_dir()
         assert private.parent == Path(az_env["XDG_RUNTIME_DIR"])
@@ -314,10 +310,7 @@ def test_stopping_azexec_during_az_login_kills_az_and_removes_the_directory(tmp_
     env = {**base_env(), "PATH": f"{fake_bin}:{base_env()['PATH']}", "XDG_RUNTIME_DIR": str(runtime)}
     proc = subprocess.Popen([AZEXEC, "--az-login", "--token-file", str(path), "--", "true"], env=env)
     try:
-        deadline = time.monotonic() + 60
-        while not (pids.exists() and pids.read_text().strip()):
-            assert time.monotonic() < deadline, "az login never started"
-            time.sleep(0.05)
+        wait_until(lambda: pids.exists() and pids.read_text().strip(), within=60, what="az login's start")
         az_pid, private = pids.read_text().split()
         assert Path(private).is_dir()
         proc.send_signal(signal.SIGTERM)

@@ -8,6 +8,8 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
+import click
+import pytest
 from click.testing import CliRunner
 from helpers import SUBSCRIPTION, TENANT, base_env, explain, make_token, run
 
@@ -15,18 +17,43 @@ from azexec.cli import cli
 
 
 def test_help_names_a_variable_for_every_option(runner: CliRunner) -> None:
-    """--help shows the AZEXEC_* variable beside each option (but --help and --version)."""
+    """--help shows the AZEXEC_* variable beside each option the command has (but --help and --version)."""
     output = runner.invoke(cli, ["--help"]).output
     text = " ".join(output.split())
-    names = [
-        n for n in re.findall(r"^\s+(?:-\w, )?--([a-z-]+)", output, flags=re.MULTILINE) if n not in ("help", "version")
-    ]
-    assert len(names) == 18  # identity-server and az-login among them
-    for name in names:
+    shown = set(re.findall(r"^\s+(?:-\w, )?--([a-z-]+)", output, flags=re.MULTILINE)) - {"help", "version"}
+    options = {p.opts[-1].removeprefix("--") for p in cli.params if isinstance(p, click.Option)} - {"help", "version"}
+    assert shown == options
+    for name in options:
         variable = {"env-file": "AZEXEC_ENV_FILE", "audience": "AZEXEC_AUDIENCE"}.get(
             name, "AZEXEC_" + name.upper().replace("-", "_")
         )
         assert f"env var: {variable}" in text, name
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        ("AZEXEC_TOKEN_FILE", "/nonexistent/azexec-token", "AZEXEC_TOKEN_FILE /nonexistent/azexec-token: no such file"),
+        ("AZEXEC_TOKEN_CMD", "sh -c 'exit 3'", "AZEXEC_TOKEN_CMD failed: sh exited with status 3"),
+        ("AZEXEC_TOKEN_CMD", "azexec-no-such-command", "AZEXEC_TOKEN_CMD: azexec-no-such-command: command not found"),
+        ("AZEXEC_TOKEN_ENV", "AZEXEC_TEST_UNSET", "AZEXEC_TOKEN_ENV AZEXEC_TEST_UNSET: the variable is not set"),
+        ("AZEXEC_ENV_FILE", "/nonexistent/azexec.env", "AZEXEC_ENV_FILE /nonexistent/azexec.env: no such file"),
+    ],
+    ids=["file", "command failing", "command missing", "variable", "env file"],
+)
+def test_a_source_set_by_its_variable_is_named_by_it(variable: str, value: str, message: str) -> None:
+    """Messages name a source as the user gave it: through AZEXEC_*, not as the option they did not type."""
+    result = run("--", "true", env=base_env(**{variable: value}))
+    assert result.returncode == 125, explain(result)
+    assert result.stderr.startswith(f"azexec: {message}"), explain(result)
+
+
+def test_an_empty_token_file_from_its_variable_is_named_by_it(private_file: Callable[..., Path]) -> None:
+    """A token check's message names the source the same way: the variable."""
+    path = private_file("")
+    result = run("--", "true", env=base_env(AZEXEC_TOKEN_FILE=str(path)))
+    assert result.returncode == 125, explain(result)
+    assert f"AZEXEC_TOKEN_FILE {path} is empty" in result.stderr
 
 
 def test_sources_and_ids_from_the_environment(private_file: Callable[..., Path]) -> None:

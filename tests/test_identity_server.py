@@ -8,28 +8,53 @@ import json
 import socket
 import threading
 from collections.abc import Callable, Iterator
-from typing import Any
+from pathlib import Path
+from typing import Any, NamedTuple
+from urllib.parse import urlsplit
 
 import pytest
-from helpers import ARM, TENANT, make_token
+from helpers import ARM, TENANT, held, make_token, mint_command, start_part, write_private
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from azexec.identity import IdentityServer, Server
-from azexec.provider import Provider, Source, served
-from azexec.token import decode
+from azexec import sources
+from azexec.parts.identity import IdentityServer
+from azexec.token import Tenant, TokenPolicy
 
 TOKEN = make_token(lifetime=7200, appid="11111111-2222-4333-8444-555555555555")
 
 
-class Live:
-    """A started identity server, and what COMMAND would be told about it."""
+class Endpoint(NamedTuple):
+    """The parts of an endpoint URL a client needs."""
 
-    def __init__(self, part: IdentityServer, env: dict[str, str]) -> None:
-        self.part = part
+    port: int
+    path: str
+
+
+def _endpoint(url: str) -> Endpoint:
+    parts = urlsplit(url)
+    assert parts.hostname == "127.0.0.1"
+    assert parts.port is not None
+    return Endpoint(parts.port, parts.path)
+
+
+class Server(NamedTuple):
+    """The identity server as COMMAND knows it: from IDENTITY_ENDPOINT, IDENTITY_HEADER and ARM_MSI_ENDPOINT."""
+
+    port: int
+    app_service_path: str
+    imds_path: str
+    header: str
+
+
+class Live:
+    """A started identity server, and what COMMAND is told about it."""
+
+    def __init__(self, env: dict[str, str]) -> None:
         self.env = env
-        assert part.server is not None
-        self.server: Server = part.server
+        app_service, imds = _endpoint(env["IDENTITY_ENDPOINT"]), _endpoint(env["ARM_MSI_ENDPOINT"])
+        assert app_service.port == imds.port
+        self.server = Server(app_service.port, app_service.path, imds.path, env["IDENTITY_HEADER"])
         self.port = self.server.port
 
     def get(self, path: str, headers: dict[str, str] | None = None, method: str = "GET") -> tuple[int, dict[str, Any]]:
@@ -50,18 +75,10 @@ class Live:
 @pytest.fixture(scope="module")
 def live() -> Iterator[Live]:
     """An identity server holding TOKEN, for the whole module."""
-    provider = Provider(
-        served(TOKEN, decode(TOKEN, "test")),
-        source=Source(None, None, 10),
-        tenant=TENANT,
-        verify=True,
-        running=set(),
-    )
-    part = IdentityServer(provider, tenant=TENANT, subscription=None)
-    env: dict[str, str] = {}
-    part.start(env)
+    part = IdentityServer(held(TOKEN), tenant=TENANT, subscription=None)
+    env = start_part(part)
     try:
-        yield Live(part, env)
+        yield Live(env)
     finally:
         part.stop(0)
 
@@ -179,30 +196,41 @@ def test_no_request_gets_a_5xx_or_a_secret(
 
 def test_a_refresh_storm_runs_the_token_command_once(tmp_path: Any) -> None:
     """100 clients at the moment of refresh: one token command run serves them all."""
-    import sys
-    from pathlib import Path
-
-    count = tmp_path / "count"
-    mint = tmp_path / "mint.py"
-    mint.write_text(
-        "import sys\nsys.path.insert(0, sys.argv[1])\nfrom helpers import make_token\n"
-        f"open({str(count)!r}, 'a').write('x')\nprint(make_token(lifetime=3600))\n"
-    )
     stale = make_token(lifetime=300)
-    provider = Provider(
-        served(stale, decode(stale, "test")),
-        source=Source(f"{sys.executable} {mint} {Path(__file__).parent}", None, 30),
-        tenant=TENANT,
-        verify=True,
-        running=set(),
-    )
+    command = sources.Command(mint_command(tmp_path, resource=ARM), timeout=30, label="--token-cmd")
+    provider = held(stale, source=command)
     results: list[str] = []
-    threads = [threading.Thread(target=lambda: results.append(provider.get(ARM).value)) for _ in range(100)]
+    threads = [threading.Thread(target=lambda: results.append(provider.get(ARM).token.reveal())) for _ in range(100)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join(timeout=60)
-    assert count.read_text() == "x"
+    assert (tmp_path / "count").read_text().split() == [ARM]
     assert len(results) == 100
     assert len(set(results)) == 1
     assert results[0] != stale
+
+
+def test_an_env_file_token_is_read_again_like_a_token_file(tmp_path: Path) -> None:
+    """A token held in an --env-file is refreshed from the file, as a --token-file one is."""
+    stale, fresh = make_token(lifetime=300), make_token(lifetime=3600)
+    env_file = write_private(tmp_path / "azure.env", f"AZURE_CLI_ACCESS_TOKEN={stale}\n")
+    provider = held(stale, source=sources.EnvFile(str(env_file), label="--env-file"))
+    write_private(env_file, f"AZURE_CLI_ACCESS_TOKEN={fresh}\n")
+    assert provider.get(ARM).token.reveal() == fresh
+
+
+@pytest.mark.parametrize("resource", [ARM, "https://vault.azure.net"], ids=["refreshed", "per resource"])
+def test_min_validity_refuses_a_later_token_with_too_little_left(tmp_path: Path, resource: str) -> None:
+    """--min-validity 30m: a refreshed or per-resource token living 20 minutes gets a 4xx that names it."""
+    stale = make_token(lifetime=300)  # due for refresh: every request for ARM reads the source again
+    command = sources.Command(mint_command(tmp_path, lifetime=1200), timeout=30, label="--token-cmd")
+    policy = TokenPolicy(min_validity=1800, tenants=(Tenant(TENANT, "the test"),))
+    part = IdentityServer(held(stale, source=command, policy=policy), tenant=TENANT, subscription=None)
+    live = Live(start_part(part))
+    try:
+        status, body = live.app_service(f"?api-version=2019-08-01&resource={resource}")
+    finally:
+        part.stop(0)
+    assert status == 400
+    assert "less than --min-validity 30 minutes" in body["message"]

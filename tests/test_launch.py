@@ -7,12 +7,11 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from helpers import AZEXEC, SUBSCRIPTION, TENANT, base_env, explain, make_token, run
+from helpers import AZEXEC, SUBSCRIPTION, TENANT, base_env, explain, make_token, run, wait_until
 
 from azexec.launch import child_environment
 
@@ -139,9 +138,7 @@ def test_exec_mode_holds_nothing_while_command_runs(token: str) -> None:
         [AZEXEC, "--token-env", "T", "--", "sleep", "30"], env=base_env(T=token), stdin=subprocess.DEVNULL
     )
     try:
-        deadline = time.monotonic() + 20
-        while Path(f"/proc/{proc.pid}/cmdline").read_bytes() != b"sleep\x0030\x00":
-            assert time.monotonic() < deadline
+        wait_until(lambda: Path(f"/proc/{proc.pid}/cmdline").read_bytes() == b"sleep\x0030\x00", what="the exec")
         maps = Path(f"/proc/{proc.pid}/maps").read_text()
         assert "python" not in maps.lower()
         assert Path(f"/proc/{proc.pid}/exe").resolve() == Path(shutil.which("sleep") or "").resolve()

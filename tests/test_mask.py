@@ -9,7 +9,7 @@ import threading
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from azexec.mask import Masker, pump
+from azexec.parts.mask import Masker, pump
 
 SECRET = b"eyJhbGciOi.eyJzdWIiOi.c2lnbmF0dXJl"
 

@@ -7,10 +7,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from helpers import OTHER_TENANT, SUBSCRIPTION, TENANT, make_token, request
+from helpers import OTHER_TENANT, SUBSCRIPTION, TENANT, held, make_token, request
 
+from azexec import sources
 from azexec.errors import TokenRejected, TokenSourceError, UsageError
+from azexec.launch import Modes
 from azexec.plan import Request, prepare
+from azexec.redact import fingerprint
 
 OTHER_SUBSCRIPTION = "99999999-8888-4777-8666-555555555555"
 
@@ -145,3 +148,24 @@ def test_warnings_are_collected(private_file: Callable[..., Path]) -> None:
     assert "readable by other users" in warnings[0]
     assert "expires in" in warnings[1]
     assert "not Azure Resource Manager" in warnings[2]
+
+
+def test_no_value_object_shows_the_token(private_file: Callable[..., Path]) -> None:
+    """repr, str and format of the plan, a source's credential and the provider's cache show a fingerprint only."""
+    tok = make_token()
+    path = str(private_file(tok))
+    plan = prepare(request(token_file=path), {})
+    provider = held(tok)
+    objects = {
+        "plan": plan,
+        "secret": plan.token,
+        "credential": sources.File(path, label="--token-file").read(),
+        "accepted": plan.policy.accept(plan.token),
+        "cache": provider.cache,
+        "modes": Modes(mask=True, identity_server=True),
+    }
+    for name, value in objects.items():
+        for text in (repr(value), str(value), f"{value}"):
+            assert tok not in text, name
+            assert tok[:40] not in text, name
+    assert fingerprint(tok) in repr(plan)

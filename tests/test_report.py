@@ -6,12 +6,12 @@ import json
 
 from helpers import SUBSCRIPTION, TENANT
 
-from azexec.launch import Found
 from azexec.plan import Plan
-from azexec.redact import fingerprint
+from azexec.program import Found
+from azexec.redact import Secret, fingerprint
 from azexec.report import as_json, as_text
-from azexec.sources import Sourced
-from azexec.token import Claims
+from azexec.sources import File, Sourced
+from azexec.token import Claims, TokenPolicy
 
 NOW = 1_800_000_000
 TOKEN = "eyJhbGciOiJIUzI1NiJ9.eyJleHAiOjF9.c2lnbmF0dXJlc2lnbmF0dXJl"
@@ -29,12 +29,15 @@ CLAIMS = Claims(
     issuer=f"https://sts.windows.net/{TENANT}/",
 )
 PLAN = Plan(
-    token=Sourced(TOKEN, "--token-file t"),
+    token=Secret(TOKEN, "--token-file t"),
     subscription=Sourced(SUBSCRIPTION, "--subscription"),
     tenant=Sourced(TENANT, "the token's tid claim"),
     claims=CLAIMS,
+    expires_at=CLAIMS.expires_at,
     warnings=(),
     removed=("ARM_TOKEN",),
+    source=File("t", label="--token-file"),
+    policy=TokenPolicy(),
 )
 
 

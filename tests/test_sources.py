@@ -12,10 +12,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from helpers import SUBSCRIPTION, TENANT, all_gone, request
+from helpers import SUBSCRIPTION, TENANT, all_gone, request, wait_until
 
 from azexec import sources
+from azexec.bounded import MAX_SOURCE_BYTES
 from azexec.errors import TokenSourceError, UsageError
+from azexec.redact import Secret
 
 AZ_JSON = {
     "accessToken": "eyJ.tok.en",
@@ -30,7 +32,7 @@ AZ_JSON = {
 def test_parse_bare_token_trims_whitespace() -> None:
     """A bare token loses surrounding whitespace and trailing newlines."""
     credential = sources.parse("  eyJ.tok.en \r\n\n", "src")
-    assert credential.token == sources.Sourced("eyJ.tok.en", "src")
+    assert credential.token == Secret("eyJ.tok.en", "src")
     assert credential.subscription is None
     assert credential.tenant is None
 
@@ -38,7 +40,7 @@ def test_parse_bare_token_trims_whitespace() -> None:
 def test_parse_az_get_access_token_json() -> None:
     """What `az account get-access-token -o json` prints supplies token, subscription and tenant."""
     credential = sources.parse(json.dumps(AZ_JSON, indent=2, sort_keys=True), "src")
-    assert credential.token == sources.Sourced("eyJ.tok.en", "src (accessToken)")
+    assert credential.token == Secret("eyJ.tok.en", "src (accessToken)")
     assert credential.subscription == sources.Sourced(SUBSCRIPTION, "src (subscription)")
     assert credential.tenant == sources.Sourced(TENANT, "src (tenant)")
 
@@ -48,7 +50,7 @@ def test_parse_oauth2_token_response() -> None:
     text = json.dumps({"access_token": "eyJ.tok.en", "expires_in": 3599, "token_type": "Bearer"})
     credential = sources.parse(text, "src")
     assert credential.token is not None
-    assert credential.token.value == "eyJ.tok.en"
+    assert credential.token.reveal() == "eyJ.tok.en"
     assert credential.subscription is None
 
 
@@ -76,8 +78,8 @@ def test_parse_refuses_unusable_text_without_echoing_it(text: str, message: str)
 def test_from_file_reads_a_private_file_silently(private_file: Callable[..., Path]) -> None:
     """A mode-600 file gives the token and no warning."""
     path = private_file("eyJ.tok.en\n")
-    credential = sources.from_file(str(path))
-    assert credential.token == sources.Sourced("eyJ.tok.en", f"--token-file {path}")
+    credential = sources.File(str(path), label="--token-file").read()
+    assert credential.token == Secret("eyJ.tok.en", f"--token-file {path}")
     assert credential.warnings == ()
 
 
@@ -86,7 +88,7 @@ def test_from_file_warns_when_others_can_read(private_file: Callable[..., Path],
     """Group- or world-readable regular files are warned about, like ssh keys."""
     path = private_file("eyJ.tok.en")
     path.chmod(mode)
-    (warning,) = sources.from_file(str(path)).warnings
+    (warning,) = sources.File(str(path), label="--token-file").read().warnings
     assert f"mode {mode:04o}" in warning
     assert f"chmod 600 {path}" in warning
 
@@ -97,7 +99,7 @@ def test_from_file_warns_through_a_symlink(private_file: Callable[..., Path], tm
     target.chmod(0o644)
     link = tmp_path / "link"
     link.symlink_to(target)
-    assert len(sources.from_file(str(link)).warnings) == 1
+    assert len(sources.File(str(link), label="--token-file").read().warnings) == 1
 
 
 def test_from_file_reads_a_fifo_without_warning(tmp_path: Path) -> None:
@@ -111,10 +113,10 @@ def test_from_file_reads_a_fifo_without_warning(tmp_path: Path) -> None:
 
     thread = threading.Thread(target=writer)
     thread.start()
-    credential = sources.from_file(str(fifo))
+    credential = sources.File(str(fifo), label="--token-file").read()
     thread.join()
     assert credential.token is not None
-    assert credential.token.value == "eyJ.tok.en"
+    assert credential.token.reveal() == "eyJ.tok.en"
     assert credential.warnings == ()
 
 
@@ -129,36 +131,36 @@ def test_from_file_reads_a_fifo_without_warning(tmp_path: Path) -> None:
 def test_from_file_errors(tmp_path: Path, make: Callable[[Path], Path], message: str) -> None:
     """Missing paths and directories are clear errors."""
     with pytest.raises(TokenSourceError, match=message):
-        sources.from_file(str(make(tmp_path)))
+        sources.File(str(make(tmp_path)), label="--token-file").read()
 
 
 def test_from_file_refuses_more_than_a_mebibyte(private_file: Callable[..., Path]) -> None:
     """A source is bounded: more than 1 MiB is refused before it is held."""
-    path = private_file("a" * (sources.MAX_SOURCE_BYTES + 1))
+    path = private_file("a" * (MAX_SOURCE_BYTES + 1))
     with pytest.raises(TokenSourceError, match="more than 1 MiB"):
-        sources.from_file(str(path))
+        sources.File(str(path), label="--token-file").read()
 
 
 def test_from_file_strips_a_byte_order_mark_and_refuses_binary(private_file: Callable[..., Path]) -> None:
     """A UTF-8 BOM from a Windows editor is dropped; bytes that are not UTF-8 are refused."""
     path = private_file("")
     path.write_bytes(b"\xef\xbb\xbfeyJ.tok.en\r\n")
-    token = sources.from_file(str(path)).token
+    token = sources.File(str(path), label="--token-file").read().token
     assert token is not None
-    assert token.value == "eyJ.tok.en"
+    assert token.reveal() == "eyJ.tok.en"
     path.write_bytes(b"\xff\xfe\x00binary")
     with pytest.raises(TokenSourceError, match="is not UTF-8 text"):
-        sources.from_file(str(path))
+        sources.File(str(path), label="--token-file").read()
 
 
 def test_from_env() -> None:
     """--token-env reads the named variable; unset and empty are errors."""
-    credential = sources.from_env("CI_TOKEN", {"CI_TOKEN": "eyJ.tok.en\n"})
-    assert credential.token == sources.Sourced("eyJ.tok.en", "--token-env CI_TOKEN")
+    credential = sources.Variable("CI_TOKEN", {"CI_TOKEN": "eyJ.tok.en\n"}, label="--token-env").read()
+    assert credential.token == Secret("eyJ.tok.en", "--token-env CI_TOKEN")
     with pytest.raises(TokenSourceError, match="--token-env CI_TOKEN: the variable is not set"):
-        sources.from_env("CI_TOKEN", {})
+        sources.Variable("CI_TOKEN", {}, label="--token-env").read()
     with pytest.raises(TokenSourceError, match="--token-env CI_TOKEN is empty"):
-        sources.from_env("CI_TOKEN", {"CI_TOKEN": ""})
+        sources.Variable("CI_TOKEN", {"CI_TOKEN": ""}, label="--token-env").read()
 
 
 def test_from_env_file_takes_only_the_three_variables(private_file: Callable[..., Path]) -> None:
@@ -171,9 +173,9 @@ def test_from_env_file_takes_only_the_three_variables(private_file: Callable[...
         "OTHER=ignored\n",
         name="azure.env",
     )
-    credential = sources.from_env_file(str(path))
+    credential = sources.EnvFile(str(path), label="--env-file").read()
     origin = f"--env-file {path}"
-    assert credential.token == sources.Sourced("eyJ.tok.en", origin)
+    assert credential.token == Secret("eyJ.tok.en", origin)
     assert credential.subscription == sources.Sourced(SUBSCRIPTION, origin)
     assert credential.tenant == sources.Sourced(TENANT, origin)
     assert "OTHER" not in os.environ
@@ -183,25 +185,25 @@ def test_from_env_file_warns_only_when_it_holds_the_token(private_file: Callable
     """A committed, world-readable .env with only the IDs is fine; one with the token is warned about."""
     ids_only = private_file(f"AZURE_CLI_SUBSCRIPTION_ID={SUBSCRIPTION}\nAZURE_CLI_ACCESS_TOKEN=\n", name="ids.env")
     ids_only.chmod(0o644)
-    credential = sources.from_env_file(str(ids_only))
+    credential = sources.EnvFile(str(ids_only), label="--env-file").read()
     assert credential.token is None
     assert credential.warnings == ()
     secret = private_file("AZURE_CLI_ACCESS_TOKEN=eyJ.tok.en\n", name="secret.env")
     secret.chmod(0o644)
-    assert len(sources.from_env_file(str(secret)).warnings) == 1
+    assert len(sources.EnvFile(str(secret), label="--env-file").read().warnings) == 1
 
 
 def test_from_env_file_missing_is_an_error(tmp_path: Path) -> None:
     """python-dotenv would read a missing file as empty; azexec says so instead."""
     with pytest.raises(TokenSourceError, match=r"--env-file .*: no such file"):
-        sources.from_env_file(str(tmp_path / "nope.env"))
+        sources.EnvFile(str(tmp_path / "nope.env"), label="--env-file").read()
 
 
 def test_from_command_reads_stdout(private_file: Callable[..., Path]) -> None:
     """The command's stdout (possibly JSON) is the source."""
     path = private_file(json.dumps(AZ_JSON))
-    credential = sources.from_command(f"cat {path}", timeout=10)
-    assert credential.token == sources.Sourced("eyJ.tok.en", "--token-cmd (accessToken)")
+    credential = sources.Command(f"cat {path}", timeout=10, label="--token-cmd").read()
+    assert credential.token == Secret("eyJ.tok.en", "--token-cmd (accessToken)")
     assert credential.subscription is not None
 
 
@@ -209,12 +211,12 @@ def test_from_command_splits_like_a_shell_without_one(tmp_path: Path) -> None:
     """Quotes group words; $VARS and globs are not expanded, because there is no shell."""
     path = tmp_path / "a file"
     path.write_text("eyJ.tok.en")
-    credential = sources.from_command(f"cat '{path}'", timeout=10)
+    credential = sources.Command(f"cat '{path}'", timeout=10, label="--token-cmd").read()
     assert credential.token is not None
-    assert credential.token.value == "eyJ.tok.en"
-    literal = sources.from_command("printf %s $HOME*", timeout=10).token
+    assert credential.token.reveal() == "eyJ.tok.en"
+    literal = sources.Command("printf %s $HOME*", timeout=10, label="--token-cmd").read().token
     assert literal is not None
-    assert literal.value == "$HOME*"
+    assert literal.reveal() == "$HOME*"
 
 
 @pytest.mark.parametrize(
@@ -231,7 +233,7 @@ def test_from_command_splits_like_a_shell_without_one(tmp_path: Path) -> None:
 def test_from_command_failures(command: str, error: type[Exception], message: str) -> None:
     """Not found, failure, death by signal, endless output and bad quoting are errors that echo no output."""
     with pytest.raises(error, match=message) as info:
-        sources.from_command(command, timeout=20)
+        sources.Command(command, timeout=20, label="--token-cmd").read()
     assert "secret" not in str(info.value)
 
 
@@ -242,7 +244,7 @@ def test_from_command_timeout_kills_everything_it_started(tmp_path: Path) -> Non
     command = f"sh -c 'sleep 300 & echo $! > {pidfile}; echo $$ >> {pidfile}; wait'"
     started = time.monotonic()
     with pytest.raises(TokenSourceError, match=r"did not finish within 1s and was killed"):
-        sources.from_command(command, timeout=1)
+        sources.Command(command, timeout=1, label="--token-cmd").read()
     assert time.monotonic() - started < 10
     pids = [int(p) for p in pidfile.read_text().split()]
     assert len(pids) == 2
@@ -254,14 +256,14 @@ def test_from_command_that_exits_but_leaves_stdout_open_times_out(tmp_path: Path
     """A daemon holding the pipe open cannot hang azexec past the timeout."""
     command = "sh -c 'echo eyJ.tok.en; sleep 300 &'"
     with pytest.raises(TokenSourceError, match="did not finish within 1s"):
-        sources.from_command(command, timeout=1)
+        sources.Command(command, timeout=1, label="--token-cmd").read()
 
 
 def test_env_file_values_are_literal(private_file: Callable[..., Path]) -> None:
     """${VAR} is not expanded: it names no variable of azexec's environment, and a token reference is an error."""
     path = private_file(f"AZURE_CLI_ACCESS_TOKEN=${{CI_SECRET}}\nAZURE_CLI_TENANT_ID={TENANT}\n", name="a.env")
     with pytest.raises(TokenSourceError, match=r"refers to \$\{CI_SECRET\}.*use --token-env CI_SECRET"):
-        sources.from_env_file(str(path))
+        sources.EnvFile(str(path), label="--env-file").read()
 
 
 def test_env_file_does_not_reimport_a_stale_value(
@@ -271,7 +273,7 @@ def test_env_file_does_not_reimport_a_stale_value(
     monkeypatch.setenv("AZURE_CLI_SUBSCRIPTION_ID", SUBSCRIPTION)
     path = private_file("AZURE_CLI_SUBSCRIPTION_ID=${AZURE_CLI_SUBSCRIPTION_ID}\n", name="a.env")
     with pytest.raises(TokenSourceError, match="taken literally"):
-        sources.from_env_file(str(path))
+        sources.EnvFile(str(path), label="--env-file").read()
 
 
 def test_env_file_with_an_empty_token_says_so(private_file: Callable[..., Path]) -> None:
@@ -286,14 +288,14 @@ def test_env_file_with_an_empty_token_says_so(private_file: Callable[..., Path])
 def test_env_file_parse_errors_are_azexec_warnings(private_file: Callable[..., Path]) -> None:
     """A line python-dotenv cannot parse becomes one azexec warning naming the line, not a library log line."""
     path = private_file(f'AZURE_CLI_TENANT_ID={TENANT}\nBROKEN="unterminated\n', name="a.env")
-    credential = sources.from_env_file(str(path))
+    credential = sources.EnvFile(str(path), label="--env-file").read()
     assert credential.warnings == (f"--env-file {path}: line 2 is not KEY=VALUE and is ignored",)
     assert credential.tenant == sources.Sourced(TENANT, f"--env-file {path}")
 
 
 def _parse_seconds(path: Path) -> float:
     started = time.process_time()
-    sources.from_env_file(str(path))
+    sources.EnvFile(str(path), label="--env-file").read()
     return time.process_time() - started
 
 
@@ -307,7 +309,7 @@ def test_env_file_parsing_is_linear_in_its_size(tmp_path: Path) -> None:
     line = "KEY_{:06d}=${{KEY_{:06d}}}x\n"
     big, small = tmp_path / "big.env", tmp_path / "small.env"
     lines = [line.format(i, i - 1) for i in range(100_000)]
-    big.write_text("".join(lines)[: sources.MAX_SOURCE_BYTES - 1])
+    big.write_text("".join(lines)[: MAX_SOURCE_BYTES - 1])
     small.write_text("".join(lines[: len(lines) // 8]))
     big.chmod(0o600)
     small.chmod(0o600)
@@ -339,10 +341,7 @@ def _start_with_token_cmd(pids: Path, *wrapper: str) -> subprocess.Popen[bytes]:
 
     cmd = STOPPING_COMMAND.format(pids=pids)
     proc = subprocess.Popen([*wrapper, AZEXEC, "--token-cmd", cmd, "--", "true"], env=base_env())
-    deadline = time.monotonic() + 20
-    while len(pids.read_text().split() if pids.exists() else []) < 2:
-        assert time.monotonic() < deadline, "the token command never started"
-        time.sleep(0.02)
+    wait_until(lambda: len(pids.read_text().split() if pids.exists() else []) >= 2, what="the token command's start")
     return proc
 
 
@@ -380,5 +379,5 @@ def test_what_a_token_command_leaves_in_its_group_is_killed(tmp_path: Path, priv
     path = private_file("eyJ.tok.en")
     pids = tmp_path / "pids"
     cmd = f"sh -c 'sleep 300 >/dev/null 2>&1 & echo $! > {pids}; cat {path}'"
-    assert sources.from_command(cmd, 20).token == sources.Sourced("eyJ.tok.en", "--token-cmd")
+    assert sources.Command(cmd, timeout=20, label="--token-cmd").read().token == Secret("eyJ.tok.en", "--token-cmd")
     assert all_gone([int(p) for p in pids.read_text().split()])

@@ -24,7 +24,7 @@ ALLOWED_EXTRA = {
 
 
 #: The identity server's modules: imported only with --identity-server.
-IDENTITY_SERVER = {"azexec.identity", "azexec.provider", "http.server", "socketserver"}
+IDENTITY_SERVER = {"azexec.parts.identity", "azexec.parts.provider", "http.server", "socketserver"}
 
 
 def imported(*argv: str) -> set[str]:

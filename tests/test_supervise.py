@@ -12,20 +12,23 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from helpers import AZEXEC, Terminal, all_gone, base_env, explain, make_token, run
+from helpers import AZEXEC, Terminal, all_gone, base_env, explain, make_token, run, wait_until
 
 pytestmark = pytest.mark.slow
 
 #: A child that records the signals it gets, and exits with a code when it gets the last one named.
+#: On the last signal it waits for release() before exiting: a handler that takes its time.
 TRAPPER = """
-import signal, sys, time
+import os, signal, sys
 log = open(sys.argv[1], "a", buffering=1)
 names, last, code = sys.argv[2].split(","), sys.argv[2].split(",")[-1], int(sys.argv[3])
+os.mkfifo(sys.argv[1] + ".release")
 def handler(number, frame):
     name = signal.Signals(number).name
     log.write(name + "\\n")
     if name == last:
-        time.sleep(1)  # a handler that takes its time: azexec must wait for it
+        log.write("waiting\\n")
+        open(sys.argv[1] + ".release").read()  # until the test opens the FIFO and closes it
         log.write("exiting\\n")
         sys.exit(code)
 for name in names:
@@ -37,10 +40,14 @@ while True:
 
 
 def wait_for(path: Path, text: str, timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while text not in (path.read_text() if path.exists() else ""):
-        assert time.monotonic() < deadline, f"{text!r} never appeared in {path}"
-        time.sleep(0.02)
+    """Return once TEXT is in the file PATH (which a child writes)."""
+    wait_until(lambda: text in (path.read_text() if path.exists() else ""), within=timeout, what=f"{text!r} in {path}")
+
+
+def release(log: Path) -> None:
+    """Let the trapper's last handler finish."""
+    with open(f"{log}.release", "w"):
+        pass
 
 
 @pytest.fixture
@@ -64,14 +71,16 @@ def test_signals_sent_to_azexec_reach_command_once(tmp_path: Path, trapper: Path
         for name in names:
             proc.send_signal(getattr(signal, name))
             wait_for(log, name)
-        # The child's TERM handler sleeps before exiting: azexec must still be there, waiting.
+        wait_for(log, "waiting")
+        # The child's TERM handler has not finished: azexec must still be there, waiting for it.
         assert proc.poll() is None
+        release(log)
         assert proc.wait(timeout=20) == 42
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    assert log.read_text().split() == ["ready", *names, "exiting"]
+    assert log.read_text().split() == ["ready", *names, "waiting", "exiting"]
 
 
 @pytest.mark.parametrize("status", [0, 1, 42, 255])
@@ -125,27 +134,53 @@ def test_ctrl_c_at_a_terminal_reaches_command_once(
     )
     wait_for(log, "ready")
     term.send("\x03")
+    wait_for(log, "waiting")
+    release(log)
     assert term.finish() == 130
-    assert log.read_text().split() == ["ready", "SIGINT", "exiting"]
+    assert log.read_text().split() == ["ready", "SIGINT", "waiting", "exiting"]
 
 
+#: Writes the token whole, on stderr, and split in two writes, the second only once the test has seen
+#: what the first let through (so the two halves reach azexec in two reads).
 MASK_CHILD = """
-import os, sys, time
+import os, sys
 token = os.environ["AZURE_CLI_ACCESS_TOKEN"]
 print("whole:", token, flush=True)
 print("on stderr:", token, file=sys.stderr, flush=True)
 half = len(token) // 2
-sys.stdout.write("split:" + token[:half]); sys.stdout.flush(); time.sleep(0.3)
+sys.stdout.write("split:" + token[:half]); sys.stdout.flush()
+sys.stdin.readline()
 sys.stdout.write(token[half:] + ":end\\n"); sys.stdout.flush()
 """
 
 
 def test_mask_replaces_the_token_on_stdout_and_stderr(token: str) -> None:
     """Whole, split across two writes, on stdout and on stderr: every occurrence becomes ***."""
-    result = run("--mask", "--token-env", "T", "--", sys.executable, "-c", MASK_CHILD, env=base_env(T=token))
-    assert result.returncode == 0, explain(result)
-    assert result.stdout == "whole: ***\nsplit:***:end\n"
-    assert result.stderr == "on stderr: ***\n"
+    proc = subprocess.Popen(
+        [AZEXEC, "--mask", "--token-env", "T", "--", sys.executable, "-c", MASK_CHILD],
+        env=base_env(T=token),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stdin is not None
+    assert proc.stdout is not None
+    try:
+        seen = b""
+        while b"split:" not in seen:  # passed on before the second half is written
+            chunk = os.read(proc.stdout.fileno(), 4096)
+            assert chunk, seen
+            seen += chunk
+        proc.stdin.write(b"go\n")
+        proc.stdin.flush()
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, err
+    assert (seen + out).decode() == "whole: ***\nsplit:***:end\n"
+    assert err.decode() == "on stderr: ***\n"
 
 
 def test_mask_passes_lines_on_promptly(token: str) -> None:
@@ -275,3 +310,22 @@ def test_command_runs_with_a_closed_stream_still_closed(mode: list[str], closed:
     result = subprocess.run(["sh", "-c", script, probe], env=base_env(T=make_token()), capture_output=True, timeout=30)
     assert result.returncode == 0, result
     assert marker.exists()
+
+
+def test_a_part_failing_while_command_runs_stops_it_and_exits_125(token: str, tmp_path: Path) -> None:
+    """--mask cannot write COMMAND's output (/dev/full): COMMAND is stopped, azexec says why and exits 125."""
+    pid_file = tmp_path / "pid"
+    command = f"echo $$ > {pid_file}; echo hello; exec sleep 300"
+    with open("/dev/full", "wb") as full:
+        proc = subprocess.run(
+            [AZEXEC, "--mask", "--token-env", "T", "--", "sh", "-c", command],
+            env=base_env(T=token),
+            stdin=subprocess.DEVNULL,
+            stdout=full,
+            stderr=subprocess.PIPE,
+            timeout=60,
+            check=False,
+        )
+    assert proc.returncode == 125, proc.stderr
+    assert proc.stderr.decode().startswith("azexec: --mask: cannot pass on COMMAND's output: No space left on device")
+    assert all_gone([int(pid_file.read_text())])

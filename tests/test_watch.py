@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from helpers import start_part
+
+from azexec.parts.watch import Event, ExpiryWatch, diagnosis, schedule
 from azexec.token import format_utc
-from azexec.watch import Event, ExpiryWatch, diagnosis, schedule
 
 NOW = 1_800_000_000.0
 
@@ -26,17 +28,17 @@ def test_schedule_skips_a_five_minute_warning_already_past() -> None:
 
 def test_no_diagnosis_for_a_success() -> None:
     """COMMAND succeeded: nothing to explain, expired or not."""
-    assert diagnosis(NOW, NOW - 60, 0, NOW + 10) is None
+    assert diagnosis(expires_at=NOW, started=NOW - 60, code=0, now=NOW + 10) is None
 
 
 def test_no_diagnosis_while_the_token_is_valid() -> None:
     """COMMAND failed with the token still valid: not the token's fault."""
-    assert diagnosis(NOW + 60, NOW, 1, NOW) is None
+    assert diagnosis(expires_at=NOW + 60, started=NOW, code=1, now=NOW) is None
 
 
 def test_diagnosis_blames_an_expiry_during_the_run() -> None:
     """COMMAND failed after the token expired: say how far into the run it expired."""
-    message = diagnosis(NOW + 180, NOW, 3, NOW + 200)
+    message = diagnosis(expires_at=NOW + 180, started=NOW, code=3, now=NOW + 200)
     assert (
         message == "the access token expired 3 minutes into the run; COMMAND's failure may be an authentication error"
     )
@@ -48,7 +50,7 @@ def test_watch_says_due_warnings_and_the_diagnosis() -> None:
     diagnosed: list[str] = []
     clock = [NOW]
     watch = ExpiryWatch(NOW + 600, warn=said.append, diagnose=diagnosed.append, clock=lambda: clock[0])
-    watch.start({})
+    start_part(watch)
     clock[0] = NOW + 700
     watch.running()
     assert watch.thread is not None
@@ -58,14 +60,14 @@ def test_watch_says_due_warnings_and_the_diagnosis() -> None:
         "the access token expires in 5 minutes",
         "the access token expired",
     ]
-    assert diagnosed == [diagnosis(NOW + 600, NOW, 1, NOW + 700)]
+    assert diagnosed == [diagnosis(expires_at=NOW + 600, started=NOW, code=1, now=NOW + 700)]
 
 
 def test_quiet_watch_still_diagnoses() -> None:
     """-q drops the warnings (WARN does nothing); the diagnosis of a failure stays."""
     diagnosed: list[str] = []
     watch = ExpiryWatch(NOW + 600, warn=lambda _: None, diagnose=diagnosed.append, clock=lambda: NOW + 700)
-    watch.start({})
+    start_part(watch)
     watch.running()
     watch.stop(2)
     assert len(diagnosed) == 1
@@ -75,7 +77,7 @@ def test_stop_before_due_says_nothing() -> None:
     """COMMAND ends before any warning is due: the watch ends at once, silently."""
     said: list[str] = []
     watch = ExpiryWatch(NOW + 3600, warn=said.append, diagnose=said.append, clock=lambda: NOW)
-    watch.start({})
+    start_part(watch)
     watch.running()
     watch.stop(0)
     assert said == []

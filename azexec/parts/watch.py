@@ -8,9 +8,9 @@ import time
 from collections.abc import Callable
 from typing import NamedTuple
 
+from azexec.parts import Added, Context, Say
 from azexec.token import WARN_REMAINING_SECONDS, describe_span, format_utc
 
-Say = Callable[[str], None]
 #: The longest single wait: longer ones overflow the platform's clock types.
 MAX_WAIT_SECONDS = 86400.0
 
@@ -35,7 +35,7 @@ def schedule(expires_at: float, now: float) -> list[Event]:
     return events
 
 
-def diagnosis(expires_at: float, started: float, code: int, now: float) -> str | None:
+def diagnosis(*, expires_at: float, started: float, code: int, now: float) -> str | None:
     """Say why COMMAND may have failed: the token expired while it ran."""
     if code == 0 or now < expires_at:
         return None
@@ -57,10 +57,10 @@ class ExpiryWatch:
         self.started = clock()
         self.thread: threading.Thread | None = None
 
-    def start(self, env: dict[str, str]) -> list[tuple[int, int]]:
+    def start(self, context: Context) -> Added:
         """Change nothing of COMMAND's environment or descriptors."""
         self.started = self.clock()
-        return []
+        return Added()
 
     def running(self) -> None:
         """Start warning, now that COMMAND runs."""
@@ -74,7 +74,7 @@ class ExpiryWatch:
             self.thread.join()
         if code is None:
             return
-        message = diagnosis(self.expires_at, self.started, code, self.clock())
+        message = diagnosis(expires_at=self.expires_at, started=self.started, code=code, now=self.clock())
         if message:
             self.diagnose(message)
 

@@ -18,17 +18,13 @@ import tempfile
 import threading
 from collections.abc import Mapping
 
-from azexec.errors import AzexecError
-from azexec.process import STOPPING, Terminated, signal_numbers
+from azexec.errors import AzLoginError, Terminated
+from azexec.parts import Added, Context
+from azexec.process import signals
+from azexec.program import which
 
 #: What may be copied from the user's az directory: output format, defaults, registered clouds.
 COPIED = ("config", "clouds.config")
-#: The stopping signals resident mode blocks, so that sigtimedwait can take them while az runs.
-STOPPING_BLOCKED = tuple(name for name in STOPPING if name != "SIGALRM")
-
-
-class AzLoginError(AzexecError):
-    """Raised when az cannot be found, or az login fails (exit 125; COMMAND does not run)."""
 
 
 def private_parent(environ: Mapping[str, str]) -> str:
@@ -50,32 +46,32 @@ def user_config_dir(environ: Mapping[str, str]) -> str:
 class AzLogin:
     """Log az in through the identity server, in a private directory that lives as long as COMMAND."""
 
-    def __init__(self, *, subscription: str | None, environ: Mapping[str, str]) -> None:
+    def __init__(self, *, subscription: str | None) -> None:
         self.subscription = subscription
-        self.environ = environ
-        #: The caller's signal mask, for az (resident mode blocks what it forwards; az must not inherit that).
-        self.mask = signal.pthread_sigmask(signal.SIG_BLOCK, set())
         self.directory: str | None = None
+        #: The caller's signal mask, for az (resident mode blocks what it forwards; az must not inherit that).
+        self.mask: frozenset[int] = frozenset()
 
-    def start(self, env: dict[str, str]) -> list[tuple[int, int]]:
-        """Make the directory, copy the user's settings, run az login and az account set."""
-        from azexec.launch import which
+    def start(self, context: Context) -> Added:
+        """Make the directory, copy the user's settings, run az login and az account set.
 
-        found = which("az", env)
+        The identity server, started before this part, has put its endpoint in CONTEXT's environment.
+        """
+        self.mask = context.caller_mask
+        found = which("az", context.env)
         if found.path is None or found.status is not None:
             raise AzLoginError("--az-login: az is not on COMMAND's PATH", "install the Azure CLI, or drop --az-login")
-        self.directory = tempfile.mkdtemp(prefix="azexec-az-", dir=private_parent(self.environ))  # mode 0700
-        source = user_config_dir(self.environ)
+        self.directory = tempfile.mkdtemp(prefix="azexec-az-", dir=private_parent(context.env))  # mode 0700
+        source = user_config_dir(context.env)
         for name in COPIED:
             with contextlib.suppress(FileNotFoundError, IsADirectoryError):
                 shutil.copyfile(os.path.join(source, name), os.path.join(self.directory, name))
-        env["AZURE_CONFIG_DIR"] = self.directory
         # az's own scratch files (Python's tempfile probe among them) go in the private directory too.
-        az_env = {**env, "TMPDIR": self.directory}
+        az_env = {**context.env, "AZURE_CONFIG_DIR": self.directory, "TMPDIR": self.directory}
         self._az(found.path, ["login", "--identity", "--allow-no-subscriptions", "--output", "none"], az_env)
         if self.subscription:
             self._az(found.path, ["account", "set", "--subscription", self.subscription, "--output", "none"], az_env)
-        return []
+        return Added(env=(("AZURE_CONFIG_DIR", self.directory),))
 
     def running(self) -> None:
         """Nothing to do while COMMAND runs."""
@@ -138,7 +134,8 @@ def _drain(fd: int, into: list[bytes]) -> None:
 
 def _wait(pid: int) -> int:
     """Wait for az; a stop signal (blocked in resident mode, so taken here) kills its group first."""
-    stopping = set(signal_numbers(STOPPING_BLOCKED))
+    # The stopping signals that resident mode blocks (it forwards them), so that sigtimedwait can take them.
+    stopping = signals("stop") & signals("forward")
     while True:
         info = signal.sigtimedwait(stopping | {signal.SIGCHLD}, 1.0)
         done, status = os.waitpid(pid, os.WNOHANG)

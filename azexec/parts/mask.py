@@ -6,7 +6,12 @@ import os
 import select
 import threading
 import time
+from collections.abc import Callable
 from typing import NamedTuple
+
+from azexec.errors import PartFailed
+from azexec.parts import Added, Context
+from azexec.redact import Secret
 
 REPLACEMENT = b"***"
 #: As much as a pipe holds at once: one read per wake-up, few Python steps per MiB.
@@ -97,21 +102,31 @@ class Pipe(NamedTuple):
     targets: tuple[int, ...]
 
 
+def _pump_or_fail(source: int, target: int, secret: bytes, exited: int, fail: Callable[[PartFailed], None]) -> None:
+    """Run pump(); a write that fails for another reason than a reader gone ends the run."""
+    try:
+        pump(source, target, secret, exited)
+    except OSError as e:
+        fail(PartFailed(f"--mask: cannot pass on COMMAND's output: {e.strerror}", "check where stdout and stderr go"))
+
+
 class Mask:
     """A resident part: COMMAND writes to pipes, and threads pass its output on with the secret masked."""
 
-    def __init__(self, secret: str) -> None:
-        self.secret = secret.encode()
+    def __init__(self, secret: Secret) -> None:
+        self.secret = secret.reveal().encode()
         self.pipes: list[Pipe] = []
         self.pumps: list[threading.Thread] = []
         self.exited: tuple[int, int] | None = None
         self.writes_open = False
+        self.fail: Callable[[PartFailed], None] = lambda error: None
 
-    def start(self, env: dict[str, str]) -> list[tuple[int, int]]:
+    def start(self, context: Context) -> Added:
         """Make the pipes; return them as (fd here, fd in COMMAND) redirections."""
-        self.pipes = [Pipe(*os.pipe(), group) for group in streams_to_mask()]
+        self.fail = context.fail
+        self.pipes = [Pipe(*os.pipe(), group) for group in streams_to_mask(context.closed_fds)]
         self.writes_open = True
-        return [(pipe.write, fd) for pipe in self.pipes for fd in pipe.targets]
+        return Added(redirections=tuple((pipe.write, fd) for pipe in self.pipes for fd in pipe.targets))
 
     def running(self) -> None:
         """COMMAND holds the write ends: close ours, and start a pump per pipe."""
@@ -119,7 +134,9 @@ class Mask:
         self.exited = os.pipe()
         for pipe in self.pipes:
             thread = threading.Thread(
-                target=pump, args=(pipe.read, pipe.targets[0], self.secret, self.exited[0]), daemon=True
+                target=_pump_or_fail,
+                args=(pipe.read, pipe.targets[0], self.secret, self.exited[0], self.fail),
+                daemon=True,
             )
             thread.start()
             self.pumps.append(thread)
@@ -144,16 +161,14 @@ class Mask:
                 os.close(pipe.write)
 
 
-def streams_to_mask() -> list[tuple[int, ...]]:
+def streams_to_mask(closed_fds: tuple[int, ...]) -> list[tuple[int, ...]]:
     """Return the caller's stdout and stderr as groups of fds that get one pipe each.
 
     When both are the same file (a terminal, `2>&1`), COMMAND gets one pipe
     for both, so its output keeps the order it was written in. A stream the
     caller closed stays closed for COMMAND.
     """
-    from azexec.process import closed_at_start
-
-    open_fds = [fd for fd in (1, 2) if fd not in closed_at_start]
+    open_fds = [fd for fd in (1, 2) if fd not in closed_fds]
     if len(open_fds) == 2:
         out, err = os.fstat(1), os.fstat(2)
         if (out.st_dev, out.st_ino) == (err.st_dev, err.st_ino):

@@ -23,8 +23,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from azexec.provider import Provider, Refused, Served
+from azexec.errors import Refused
+from azexec.parts import Added, Context
+from azexec.parts.provider import Provider
 from azexec.redact import show
+from azexec.token import Accepted
 
 #: Variables that would make a client pick another managed-identity protocol.
 OTHER_PROTOCOLS = ("IDENTITY_SERVER_THUMBPRINT", "IMDS_ENDPOINT", "MSI_ENDPOINT", "MSI_SECRET")
@@ -99,11 +102,8 @@ class Handler(BaseHTTPRequestHandler):
         try:
             resource = self._checked_resource()
             answer = self.server.provider.get(resource)
-        except _Refusal as e:
-            self._send(e.status, _error(e.status, e.message))
-            return
         except Refused as e:
-            self._send(400, _error(400, str(e)))
+            self._send(e.status, _error(e.status, e.message))
             return
         self._send(200, _token(answer, resource, self.server.provider.clock()))
 
@@ -116,23 +116,23 @@ class Handler(BaseHTTPRequestHandler):
         """Check where the request comes from and what it carries; return the resource asked for."""
         host = self.headers.get("Host", "")
         if host not in self.server.hosts:
-            raise _Refusal(403, "the Host header must be 127.0.0.1 or localhost with this port")
+            raise Refused("the Host header must be 127.0.0.1 or localhost with this port", 403)
         if "Origin" in self.headers:
-            raise _Refusal(403, "requests from web pages are not served")
+            raise Refused("requests from web pages are not served", 403)
         parts = urlsplit(self.path)
         if len(parts.query) > MAX_QUERY:
-            raise _Refusal(414, "the query string is too long")
+            raise Refused("the query string is too long", 414)
         if _same(parts.path, self.server.app_service_path):
             if not _same(self.headers.get("X-IDENTITY-HEADER", ""), self.server.header):
-                raise _Refusal(401, "the X-IDENTITY-HEADER header is missing or wrong; use the IDENTITY_HEADER value")
+                raise Refused("the X-IDENTITY-HEADER header is missing or wrong; use the IDENTITY_HEADER value", 401)
         elif _same(parts.path, self.server.imds_path):
             if self.headers.get("Metadata", "").lower() != "true":
-                raise _Refusal(400, "the Metadata: true header is missing")
+                raise Refused("the Metadata: true header is missing", 400)
         else:
-            raise _Refusal(404, "no such endpoint; use IDENTITY_ENDPOINT or ARM_MSI_ENDPOINT as given")
+            raise Refused("no such endpoint; use IDENTITY_ENDPOINT or ARM_MSI_ENDPOINT as given", 404)
         values = parse_qs(parts.query).get("resource", [])
         if len(values) != 1 or not values[0].strip():
-            raise _Refusal(400, "name exactly one resource, e.g. ?resource=https://management.azure.com/")
+            raise Refused("name exactly one resource, e.g. ?resource=https://management.azure.com/", 400)
         return values[0]
 
     def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
@@ -158,15 +158,6 @@ class Handler(BaseHTTPRequestHandler):
             self.wfile.write(data)
 
 
-class _Refusal(Exception):
-    """Raised when a request is not served; carries the status and azexec's message."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-
-
 def _same(given: str, secret: str) -> bool:
     """Compare in constant time."""
     return hmac.compare_digest(given.encode("utf-8", "surrogateescape"), secret.encode())
@@ -182,18 +173,19 @@ def _error(status: int, message: str) -> dict[str, Any]:
     }
 
 
-def _token(answer: Served, resource: str, now: float) -> dict[str, Any]:
+def _token(answer: Accepted, resource: str, now: float) -> dict[str, Any]:
     body: dict[str, Any] = {
-        "access_token": answer.value,
+        "access_token": answer.token.reveal(),
         "expires_on": str(answer.expires_at),
         "expires_in": max(0, int(answer.expires_at - now)),
         "resource": resource,
         "token_type": "Bearer",
     }
-    if answer.not_before is not None:
-        body["not_before"] = str(answer.not_before)
-    if answer.client_id:
-        body["client_id"] = answer.client_id
+    claims = answer.claims
+    if claims is not None and claims.not_before is not None:
+        body["not_before"] = str(claims.not_before)
+    if claims is not None and claims.app:
+        body["client_id"] = claims.app
     return body
 
 
@@ -207,18 +199,17 @@ class IdentityServer:
         self.server: Server | None = None
         self.thread: threading.Thread | None = None
 
-    def start(self, env: dict[str, str]) -> list[tuple[int, int]]:
+    def start(self, context: Context) -> Added:
         """Listen, and point COMMAND's managed-identity clients at the endpoint."""
         self.server = server = Server(self.provider)
         base = f"http://127.0.0.1:{server.port}"
-        for name in OTHER_PROTOCOLS:
-            env.pop(name, None)
+        env: dict[str, str | None] = dict.fromkeys(OTHER_PROTOCOLS)
         env["IDENTITY_ENDPOINT"] = base + server.app_service_path
         env["IDENTITY_HEADER"] = server.header
         for name in ("NO_PROXY", "no_proxy"):
-            present = [entry.strip() for entry in env.get(name, "").split(",") if entry.strip()]
+            present = [entry.strip() for entry in context.env.get(name, "").split(",") if entry.strip()]
             env[name] = ",".join([*present, *(h for h in ("127.0.0.1", "localhost") if h not in present)])
-        env.setdefault("AZURE_TOKEN_CREDENTIALS", "ManagedIdentityCredential")
+        env["AZURE_TOKEN_CREDENTIALS"] = context.env.get("AZURE_TOKEN_CREDENTIALS", "ManagedIdentityCredential")
         env["ARM_USE_MSI"] = "true"
         env["ARM_MSI_ENDPOINT"] = base + server.imds_path
         if self.tenant is not None:
@@ -228,19 +219,14 @@ class IdentityServer:
         # Serving starts now, before COMMAND: a client may ask the moment it starts.
         self.thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2}, daemon=True)
         self.thread.start()
-        return []
+        return Added(env=tuple(env.items()))
 
     def running(self) -> None:
         """Nothing to do: the server is already serving."""
 
     def stop(self, code: int | None) -> None:
         """Stop listening, and kill any token command still running for a request."""
-        import os
-        import signal
-
         if self.server is not None:
             self.server.shutdown()
             self.server.server_close()
-        for pgid in list(self.provider.running):
-            with contextlib.suppress(OSError):
-                os.killpg(pgid, signal.SIGKILL)
+        self.provider.stop()

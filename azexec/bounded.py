@@ -1,0 +1,50 @@
+"""Read what a source holds, never more than a source may hold."""
+
+from __future__ import annotations
+
+import os
+
+from azexec.errors import TokenSourceError
+
+#: A source may hold the token or a JSON document around it, never more than this.
+MAX_SOURCE_BYTES = 1 << 20
+
+
+class Limited:
+    """Gather a source's bytes, refusing more than MAX_SOURCE_BYTES."""
+
+    def __init__(self, origin: str, advice: str) -> None:
+        self.origin = origin
+        self.advice = advice
+        self.chunks: list[bytes] = []
+        self.size = 0
+
+    def add(self, chunk: bytes) -> None:
+        """Keep CHUNK, or fail when the source has grown too large."""
+        self.size += len(chunk)
+        self.check(self.size)
+        self.chunks.append(chunk)
+
+    def check(self, size: int) -> None:
+        """Fail when SIZE bytes are more than a source may hold."""
+        if size > MAX_SOURCE_BYTES:
+            raise TokenSourceError(f"{self.origin} holds more than 1 MiB", self.advice)
+
+    def data(self) -> bytes:
+        """Return everything gathered."""
+        return b"".join(self.chunks)
+
+
+def read_fd(fd: int, origin: str) -> bytes:
+    """Read FD to EOF, refusing more than MAX_SOURCE_BYTES."""
+    gathered = Limited(origin, "point it at the token alone")
+    while True:
+        try:
+            chunk = os.read(fd, 65536)
+        except IsADirectoryError:
+            raise TokenSourceError(f"{origin} is a directory", "name the file that holds the token") from None
+        except OSError as e:
+            raise TokenSourceError(f"{origin}: {e.strerror}", "check the source") from None
+        if not chunk:
+            return gathered.data()
+        gathered.add(chunk)

@@ -1,0 +1,122 @@
+"""Find a program as execvp(3) does, exec it, and fail with env(1)'s 126 and 127."""
+
+from __future__ import annotations
+
+import errno
+import os
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import NamedTuple, NoReturn, TypeVar
+
+from azexec.errors import CommandNotExecutable, CommandNotFound, LaunchError
+
+#: The shell execvp(3), env(1) and shells fall back on for a script without a #! line.
+BOURNE_SHELL = "/bin/sh"
+#: Errors after which execvp(3) tries the next PATH entry instead of giving up.
+_NEXT_ENTRY = {errno.ENOENT, errno.ENOTDIR, errno.ESTALE, errno.ENODEV, errno.ETIMEDOUT, errno.EACCES}
+
+T = TypeVar("T")
+
+
+class Found(NamedTuple):
+    """Where exec would find COMMAND, or what it would fail with."""
+
+    path: str | None
+    #: The exit status exec would end in instead (126, 127), or None when it would run.
+    status: int | None
+    reason: str
+
+
+def candidates(command: str, env: Mapping[str, str]) -> Iterator[str]:
+    """Yield the paths execvp(3) tries for COMMAND, on the child's PATH.
+
+    An empty PATH entry (PATH="" included) is the current directory, as for exec.
+    """
+    if "/" in command:
+        yield command
+        return
+    for directory in os.get_exec_path(dict(env)):
+        yield os.path.join(directory, command) if directory else command
+
+
+def which(command: str, env: Mapping[str, str]) -> Found:
+    """Predict what exec will do with COMMAND, without running it."""
+    denied = None
+    for path in candidates(command, env):
+        try:
+            if os.path.isdir(path):
+                denied = denied or path
+                continue
+            if os.access(path, os.X_OK):
+                return Found(path, None, "")
+            if os.path.exists(path):
+                denied = denied or path
+        except (OSError, ValueError):  # a name too long, or with a NUL
+            return Found(None, 126, "its name cannot be executed")
+    if denied is not None:
+        return Found(denied, 126, "not executable")
+    return Found(None, 127, "not found")
+
+
+def execute(argv: Sequence[str], env: Mapping[str, str]) -> NoReturn:
+    """Replace this process with ARGV, as env(1) does."""
+    import signal
+
+    from azexec import process
+
+    process.flush_standard_streams()
+    # Otherwise `azexec … -- yes | head -1` would leave yes writing into EPIPE forever.
+    for number in process.signals("reset"):
+        signal.signal(number, signal.SIG_DFL)
+    # While the caller's core limit is back, a signal that would dump azexec
+    # (and the token with it) is only noted; exec resets the handlers for COMMAND.
+    for number in process.signals("core"):
+        signal.signal(number, lambda *_: None)
+    with process.caller_core_limit():
+        search(argv, env, lambda path, args: os.execve(path, args, env))
+    raise AssertionError("exec returned")  # pragma: no cover
+
+
+def search(argv: Sequence[str], env: Mapping[str, str], start: Callable[[str, list[str]], T]) -> T:
+    """Call START(path, argv) on each PATH candidate, as execvp(3) does; raise env(1)'s error.
+
+    A file exec refuses as not a program (ENOEXEC) is a script without #!: it
+    runs through /bin/sh, as execvp and shells do.
+    """
+    command = argv[0]
+    first_denied: OSError | None = None
+    last: OSError | None = None
+    try:
+        for path in candidates(command, env):
+            try:
+                return start(path, list(argv))
+            except OSError as e:
+                if e.errno == errno.ENOEXEC:
+                    return start(BOURNE_SHELL, [BOURNE_SHELL, path, *argv[1:]])
+                if e.errno not in _NEXT_ENTRY:
+                    raise
+                if e.errno == errno.EACCES and first_denied is None:
+                    first_denied = e
+                last = e
+    except (OSError, ValueError) as e:
+        raise exec_error(command, e) from None
+    error = first_denied or last or FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT))
+    raise exec_error(command, error)
+
+
+def exec_error(command: str, error: OSError | ValueError) -> LaunchError:
+    """Translate a failed exec (or spawn) of COMMAND into env(1)'s 127 or 126."""
+    from azexec.redact import show
+
+    name = show(command)
+    if isinstance(error, (FileNotFoundError, NotADirectoryError)):
+        return CommandNotFound(f"{name}: command not found", "install it, or check PATH and the spelling")
+    if isinstance(error, PermissionError):
+        return CommandNotExecutable(f"{name}: permission denied", "make it executable (chmod +x)")
+    if isinstance(error, ValueError):  # a NUL in the name or an argument
+        return CommandNotExecutable(f"{name}: cannot execute: {error}", "check COMMAND's arguments")
+    if error.errno == errno.E2BIG:
+        return CommandNotExecutable(
+            f"{name}: cannot execute: the arguments and environment are too long",
+            "pass fewer or shorter arguments or variables",
+        )
+    return CommandNotExecutable(f"{name}: cannot execute: {error.strerror}", "check COMMAND and its path")
