@@ -157,14 +157,14 @@ def test_command_gets_default_sigpipe(token: str, mode: str) -> None:
     assert result.stdout == "y\nstatus 141\n", result.stderr
 
 
-def test_a_script_without_shebang_runs_through_sh(token: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize("mode", [[], ["--no-exec"], ["--mask"]], ids=["exec", "no-exec", "mask"])
+def test_a_script_without_shebang_runs_through_sh(token: str, tmp_path: Path, mode: list[str]) -> None:
     """execvp's ENOEXEC fallback, as env(1) and shells do: /bin/sh runs it, in exec and resident mode."""
     script = tmp_path / "script"
     script.write_text('echo "from sh: $1"\n')
     script.chmod(0o755)
-    for mode in ([], ["--no-exec"], ["--mask"]):
-        result = run(*mode, "--token-env", "T", "--", str(script), "arg", env=base_env(T=token))
-        assert (result.returncode, result.stdout) == (0, "from sh: arg\n"), explain(result)
+    result = run(*mode, "--token-env", "T", "--", str(script), "arg", env=base_env(T=token))
+    assert (result.returncode, result.stdout) == (0, "from sh: arg\n"), explain(result)
 
 
 def test_a_command_name_too_long_exits_126(token: str) -> None:

@@ -129,7 +129,8 @@ def test_the_strace_check_can_fail(tmp_path: Path) -> None:
 # ---------------------------------------------------------------- nothing in argv
 
 
-def test_token_never_appears_in_any_process_argv(private_file: Callable[..., Path]) -> None:
+@pytest.mark.parametrize("mode", [[], ["--no-exec"], ["--mask"]], ids=["exec", "no-exec", "mask"])
+def test_token_never_appears_in_any_process_argv(private_file: Callable[..., Path], mode: list[str]) -> None:
     """While a slow token command and then COMMAND run, no /proc/PID/cmdline holds the token."""
     tok = make_token()
     path = private_file(tok)
@@ -155,10 +156,9 @@ def test_token_never_appears_in_any_process_argv(private_file: Callable[..., Pat
     scanner = threading.Thread(target=scan)
     scanner.start()
     try:
-        for mode in ([], ["--no-exec"], ["--mask"]):
-            token_cmd = f"sh -c 'sleep 0.5; cat {path}' azexec-argv-probe"
-            result = run(*mode, "--token-cmd", token_cmd, "--", "sh", "-c", "sleep 0.5", "azexec-argv-probe")
-            assert result.returncode == 0, explain(result)
+        token_cmd = f"sh -c 'sleep 0.5; cat {path}' azexec-argv-probe"
+        result = run(*mode, "--token-cmd", token_cmd, "--", "sh", "-c", "sleep 0.5", "azexec-argv-probe")
+        assert result.returncode == 0, explain(result)
     finally:
         stop.set()
         scanner.join()

@@ -76,10 +76,14 @@ def test_token_cmd_path_adds_subprocess_not_dotenv(token_file: str) -> None:
     assert "dotenv" not in azexec
 
 
-def test_the_identity_server_is_imported_only_when_used(token_file: str) -> None:
-    """--no-exec and --mask pay nothing for the identity server; --identity-server loads it."""
-    for mode in ("--no-exec", "--mask"):
-        resident = imported("-c", AZEXEC_MAIN, "-q", mode, "--token-file", token_file, "--", "true")
-        assert not resident & IDENTITY_SERVER, mode
+@pytest.mark.parametrize("mode", ["--no-exec", "--mask"])
+def test_other_resident_modes_pay_nothing_for_the_identity_server(token_file: str, mode: str) -> None:
+    """--no-exec and --mask import none of the identity server's modules."""
+    resident = imported("-c", AZEXEC_MAIN, "-q", mode, "--token-file", token_file, "--", "true")
+    assert not resident & IDENTITY_SERVER
+
+
+def test_the_identity_server_is_imported_when_used(token_file: str) -> None:
+    """--identity-server loads it."""
     serving = imported("-c", AZEXEC_MAIN, "-q", "--identity-server", "--token-file", token_file, "--", "true")
     assert serving >= IDENTITY_SERVER
