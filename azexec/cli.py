@@ -250,7 +250,9 @@ def cli(
     warn = _ignore if quiet else _warn
     with _exit_status():
         checked = plan.prepare(request, os.environ)
-        for warning in checked.warnings:
+        # A token the identity server will replace does not expire for COMMAND: nothing to warn of.
+        refreshed = (identity_server or az_login) and checked.source.rereadable()
+        for warning in checked.warnings if refreshed else (*checked.warnings, *checked.expiring):
             warn(warning)
         env = launch.child_environment(os.environ, checked.variables(), checked.removed)
         if dry_run:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, NamedTuple, NoReturn
 
-from azexec.program import BOURNE_SHELL, execute
+from azexec.program import BOURNE_SHELL, execute, require
 
 if TYPE_CHECKING:
     from azexec.parts import Part, Say
@@ -98,6 +98,9 @@ def start(
     """
     if not modes.resident():
         execute(argv, env)
+    if modes.az_login:
+        # A COMMAND that cannot run fails now, not after a whole az login round trip.
+        require(argv[0], env)
     from azexec import supervise
 
     supervise.run(argv, env, parts(plan, modes, warn=warn, diagnose=diagnose), closed_fds=closed_fds)

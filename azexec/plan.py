@@ -51,6 +51,8 @@ class Plan(NamedTuple):
     claims: Claims | None
     expires_at: int
     warnings: tuple[str, ...]
+    #: That the token expires soon (a warning moot when the identity server will replace it).
+    expiring: tuple[str, ...]
     #: Variables removed from the child's environment besides the three.
     removed: tuple[str, ...]
     #: Where the token came from: read again for a fresh one.
@@ -70,7 +72,8 @@ class Plan(NamedTuple):
         """Return the policy for every token after the first: the same checks, and the first one's tenant."""
         if self.claims is None or self.claims.tenant is None:
             return self.policy
-        return self.policy._replace(tenants=(Tenant(self.claims.tenant, "the token azexec holds"),))
+        held = Tenant(self.claims.tenant, "the token azexec holds")
+        return self.policy._replace(tenants=(held,), require_tenant=True)
 
 
 SourceFactory = Callable[[str, Request, Mapping[str, str]], TokenSource]
@@ -137,7 +140,8 @@ def prepare(request: Request, environ: Mapping[str, str], clock: Callable[[], fl
     if given:
         name, value = next(iter(given.items()))
         source = SOURCES[name](value, request, environ)
-        layers = [options, source.read(), *reversed(read)]
+        # With {resource}, the first token is for the audience the user requires (default: ARM).
+        layers = [options, source.read(request.audiences[0] if request.audiences else None), *reversed(read)]
     else:
         source = holding[-1][0]
         layers = [options, *reversed(read)]
@@ -180,6 +184,7 @@ def resolve(
         claims=claims,
         expires_at=accepted.expires_at,
         warnings=(*warnings, *accepted.warnings),
+        expiring=accepted.expiring,
         removed=(request.token_env,) if request.token_env else (),
         source=source,
         policy=policy,

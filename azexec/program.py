@@ -57,6 +57,15 @@ def which(command: str, env: Mapping[str, str]) -> Found:
     return Found(None, 127, "not found")
 
 
+def require(command: str, env: Mapping[str, str]) -> None:
+    """Raise env(1)'s 127 or 126 now when exec would fail to find or execute COMMAND."""
+    found = which(command, env)
+    if found.status == 127:
+        raise exec_error(command, FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT)))
+    if found.status is not None:
+        raise exec_error(command, PermissionError(errno.EACCES, found.reason))
+
+
 def execute(argv: Sequence[str], env: Mapping[str, str]) -> NoReturn:
     """Replace this process with ARGV, as env(1) does."""
     import signal

@@ -37,7 +37,7 @@ def as_dict(
         },
         "removed": [show(name) for name in plan.removed],
         "token": _claims(plan.claims, now) if plan.claims else None,
-        "warnings": list(plan.warnings),
+        "warnings": [*plan.warnings, *plan.expiring],
         "notes": list(notes),
     }
 

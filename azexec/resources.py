@@ -20,6 +20,27 @@ ARM_AUDIENCES = frozenset().union(*ARM_BY_CLOUD, {ARM_APP_ID})
 DEFAULT_RESOURCE = "https://management.core.windows.net/"
 
 
+#: The longest resource a client may ask for; real ones are a URI or a GUID, well under this.
+MAX_RESOURCE = 512
+
+
+def invalid(resource: str) -> str | None:
+    """Say why RESOURCE is not one a client may ask for, or None when it is.
+
+    It reaches a token command as an argument: only an absolute https:// or
+    api:// URI with a host, or a GUID; no whitespace or control characters,
+    nothing that starts with "-" (it would be an option).
+    """
+    if len(resource) > MAX_RESOURCE:
+        return f"the resource is longer than {MAX_RESOURCE} characters"
+    if not all("!" <= char <= "~" for char in resource):
+        return "the resource holds whitespace, a control or a non-ASCII character"
+    scheme, sep, rest = resource.partition("://")
+    if is_guid(resource) or (sep and scheme.lower() in ("https", "api") and rest.split("/", 1)[0]):
+        return None
+    return "the resource must be an https:// or api:// URI, or an application ID (a GUID)"
+
+
 def normalize(resource: str) -> str:
     """Return RESOURCE without /.default, a trailing slash, or case in its scheme and host."""
     text = resource.strip()

@@ -64,6 +64,8 @@ class Accepted(NamedTuple):
     claims: Claims | None
     expires_at: int
     warnings: tuple[str, ...]
+    #: That it expires soon: moot when the identity server will replace it.
+    expiring: tuple[str, ...] = ()
 
 
 class TokenPolicy(NamedTuple):
@@ -76,6 +78,8 @@ class TokenPolicy(NamedTuple):
     min_validity: float | None = None
     #: Tenant GUIDs the token must be for; a domain cannot be compared with a tid, so it is not here.
     tenants: tuple[Tenant, ...] = ()
+    #: Refuse a token without a tid claim (every token after one that had it).
+    require_tenant: bool = False
     clock: Callable[[], float] = time.time
 
     def accept(self, token: Secret, *, resource: str | None = None) -> Accepted:
@@ -88,14 +92,21 @@ class TokenPolicy(NamedTuple):
         if not self.verify:
             return Accepted(token, None, int(now) + NO_VERIFY_LIFETIME, ())
         claims = decode(token.reveal(), token.origin, self.audiences if resource is None else ())
-        warnings = check_validity(claims, self.min_validity, now)
+        expiring = check_validity(claims, self.min_validity, now)
+        warnings: tuple[str, ...] = ()
         if resource is None:
-            warnings += audience_warnings(claims, self.audiences)
+            warnings = audience_warnings(claims, self.audiences)
         elif not resources.serves(claims.audiences, resource):
             found = ", ".join(show(a) for a in claims.audiences) or "none"
             raise TokenRejected(
                 f"the access token from {token.origin} for {show(resource)} is for audience {found}",
                 "check that the command puts {resource} where the resource belongs",
+            )
+        if claims.tenant is None and self.require_tenant and self.tenants:
+            raise TokenRejected(
+                f"the access token from {token.origin} names no tenant (tid claim), "
+                f"so it cannot be shown to be for tenant {self.tenants[0].value} ({self.tenants[0].origin})",
+                "check where the token command gets its tokens",
             )
         if claims.tenant is not None:
             for tenant in self.tenants:
@@ -105,7 +116,7 @@ class TokenPolicy(NamedTuple):
                         f"{wrong} is not the token's tenant {claims.tenant}",
                         "use a token issued by that tenant, or fix the tenant",
                     )
-        return Accepted(token, claims, claims.expires_at, warnings)
+        return Accepted(token, claims, claims.expires_at, warnings, expiring)
 
 
 def check_format(token: str, origin: str) -> None:

@@ -320,3 +320,19 @@ def test_stopping_azexec_during_az_login_kills_az_and_removes_the_directory(tmp_
         proc.wait()
     assert all_gone([int(az_pid)])
     assert list(runtime.iterdir()) == []
+
+
+def test_a_command_that_cannot_run_fails_before_az_login(tmp_path: Path) -> None:
+    """--az-login -- no-such-command: 127 at once, and az is never run."""
+    fake_bin = tmp_path / "bin"
+    fake_bin.mkdir()
+    ran = tmp_path / "az-ran"
+    az = fake_bin / "az"
+    az.write_text(f"#!/bin/sh\ntouch {ran}\n")
+    az.chmod(0o755)
+    path = token_file(tmp_path, make_token())
+    env = {**base_env(), "PATH": f"{fake_bin}:{base_env()['PATH']}"}
+    result = run("--az-login", "--token-file", str(path), "--", "azexec-no-such-command", env=env)
+    assert result.returncode == 127, explain(result)
+    assert "azexec-no-such-command: command not found" in result.stderr
+    assert not ran.exists()

@@ -374,3 +374,20 @@ def test_refresh_commands_run_in_azexec_environment_not_commands(
     )
     assert result.returncode == 0, explain(result)
     assert seen.read_text().split() == ["False", "False"]
+
+
+@pytest.mark.parametrize(
+    ("source", "warned"),
+    [("--token-cmd", False), ("--token-env", True)],
+    ids=["refreshable: no warning", "read once: warned"],
+)
+def test_the_start_up_expiry_warning_only_when_no_refresh_will_come(
+    private_file: Callable[..., Path], source: str, warned: bool
+) -> None:
+    """A 4-minute token: "long commands may fail part-way" only when the server cannot replace it."""
+    tok = make_token(lifetime=240)
+    path = private_file(tok)
+    options = ["--token-cmd", f"cat {path}"] if source == "--token-cmd" else ["--token-env", "T"]
+    result = run("--identity-server", *options, "--", "true", env=identity_env(T=tok))
+    assert result.returncode == 0, explain(result)
+    assert ("long commands may fail part-way" in result.stderr) is warned, explain(result)

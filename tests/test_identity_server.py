@@ -10,15 +10,18 @@ import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, NamedTuple
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
 import pytest
-from helpers import ARM, TENANT, held, make_token, mint_command, start_part, write_private
+from helpers import ARM, TENANT, held, make_token, mint_command, request, start_part, write_private
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from azexec import sources
+from azexec.errors import Refused
 from azexec.parts.identity import IdentityServer
+from azexec.parts.provider import Provider
+from azexec.plan import prepare
 from azexec.token import Tenant, TokenPolicy
 
 TOKEN = make_token(lifetime=7200, appid="11111111-2222-4333-8444-555555555555")
@@ -234,3 +237,87 @@ def test_min_validity_refuses_a_later_token_with_too_little_left(tmp_path: Path,
         part.stop(0)
     assert status == 400
     assert "less than --min-validity 30 minutes" in body["message"]
+
+
+@pytest.mark.parametrize(
+    "resource",
+    [
+        "--output=/tmp/x",
+        "-o tsv",
+        "https://vault.azure.net\nx",
+        "https://" + "a" * 600,
+        "/",
+        "/.default",
+        "//",
+        "vault",
+    ],
+    ids=["long option", "short option", "newline", "600 chars", "slash", "/.default", "//", "bare word"],
+)
+def test_a_malformed_resource_never_reaches_the_token_command(tmp_path: Path, resource: str) -> None:
+    """Only an https:// or api:// URI or a GUID becomes a token command's argument; anything else is a 400."""
+    command = sources.Command(mint_command(tmp_path), timeout=30, label="--token-cmd")
+    part = IdentityServer(held(TOKEN, source=command), tenant=TENANT, subscription=None)
+    live = Live(start_part(part))
+    try:
+        status, body = live.app_service("?" + urlencode({"api-version": "2019-08-01", "resource": resource}))
+    finally:
+        part.stop(0)
+    assert status == 400, body
+    assert not (tmp_path / "count").exists()
+
+
+def test_a_later_token_without_a_tenant_is_refused(private_file: Callable[..., Path]) -> None:
+    """A refreshed token with no tid claim cannot be shown to be the held token's tenant: refused."""
+    path = private_file(make_token(lifetime=300))  # due for refresh
+    plan = prepare(request(token_file=str(path)), {})
+    path.write_text(make_token(lifetime=3600, drop=("tid",)))
+    with pytest.raises(Refused, match=f"names no tenant .*for tenant {TENANT}"):
+        Provider.for_plan(plan).get(ARM)
+
+
+def test_an_audience_with_resource_runs_the_first_command_for_it(tmp_path: Path) -> None:
+    """--audience https://vault.azure.net with {resource}: the first token command asks for Key Vault, not ARM."""
+    vault = "https://vault.azure.net"
+    plan = prepare(request(token_cmd=mint_command(tmp_path), audiences=(vault,)), {})
+    assert plan.claims is not None
+    assert plan.claims.audiences == (vault,)
+    assert (tmp_path / "count").read_text().split() == [vault]
+
+
+def _raw(live: Live, request_head: bytes) -> int:
+    """Send REQUEST_HEAD as it is; return the status of the answer."""
+    with socket.create_connection(("127.0.0.1", live.port), timeout=10) as sock:
+        sock.sendall(request_head)
+        return int(sock.recv(4096).split(b" ", 2)[1])
+
+
+@pytest.mark.parametrize(
+    "framing",
+    [
+        "Host: {host}\r\nHost: attacker.example\r\n",
+        "Host: {host}\r\nContent-Length: 5\r\n\r\nhello",
+        "Host: {host}\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n",
+    ],
+    ids=["second Host", "Content-Length body", "chunked body"],
+)
+def test_ambiguous_framing_is_a_400(live: Live, framing: str) -> None:
+    """Two Host headers or a GET with a body are refused, though the secret header is right."""
+    target = f"{live.server.app_service_path}?resource={ARM}"
+    head, _, body = framing.format(host=f"127.0.0.1:{live.port}").partition("\r\n\r\n")
+    wire = f"GET {target} HTTP/1.1\r\nX-IDENTITY-HEADER: {live.server.header}\r\n{head}\r\n\r\n{body}"
+    assert _raw(live, wire.encode()) == 400
+
+
+def test_an_absolute_target_naming_another_host_is_a_400(live: Live) -> None:
+    """GET http://attacker.example/<path> with this server's Host: refused, though path and header are right."""
+    target = f"http://attacker.example{live.server.app_service_path}?resource={ARM}"
+    wire = f"GET {target} HTTP/1.1\r\nHost: 127.0.0.1:{live.port}\r\nX-IDENTITY-HEADER: {live.server.header}\r\n\r\n"
+    assert _raw(live, wire.encode()) == 400
+
+
+def test_both_no_proxy_spellings_hold_the_union_and_loopback() -> None:
+    """NO_PROXY and no_proxy each get what the user had in either, plus loopback."""
+    part = IdentityServer(held(TOKEN), tenant=TENANT, subscription=None)
+    env = start_part(part, {"NO_PROXY": "a.example", "no_proxy": ".corp.internal,a.example"})
+    part.stop(0)
+    assert env["NO_PROXY"] == env["no_proxy"] == "a.example,.corp.internal,127.0.0.1,localhost"

@@ -35,6 +35,7 @@ PLAN = Plan(
     claims=CLAIMS,
     expires_at=CLAIMS.expires_at,
     warnings=(),
+    expiring=(),
     removed=("ARM_TOKEN",),
     source=File("t", label="--token-file"),
     policy=TokenPolicy(),

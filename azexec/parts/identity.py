@@ -21,8 +21,9 @@ import secrets
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import SplitResult, parse_qs, urlsplit
 
+from azexec import resources
 from azexec.errors import Refused
 from azexec.parts import Added, Context
 from azexec.parts.provider import Provider
@@ -112,14 +113,27 @@ class Handler(BaseHTTPRequestHandler):
 
     do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_HEAD = do_TRACE = do_CONNECT = _refuse_method
 
-    def _checked_resource(self) -> str:
-        """Check where the request comes from and what it carries; return the resource asked for."""
-        host = self.headers.get("Host", "")
-        if host not in self.server.hosts:
+    def _check_framing(self) -> SplitResult:
+        """Refuse a request from elsewhere (Host, Origin) or framed to smuggle another; return its target."""
+        hosts = self.headers.get_all("Host") or []
+        if len(hosts) > 1:
+            raise Refused("send one Host header", 400)
+        if not hosts or hosts[0] not in self.server.hosts:
             raise Refused("the Host header must be 127.0.0.1 or localhost with this port", 403)
         if "Origin" in self.headers:
             raise Refused("requests from web pages are not served", 403)
+        if "Transfer-Encoding" in self.headers or self.headers.get("Content-Length", "0").strip() != "0":
+            # A body on a GET would be read as the next request on this connection: refuse, and hang up.
+            self.close_connection = True
+            raise Refused("a GET carries no body", 400)
         parts = urlsplit(self.path)
+        if (parts.scheme or parts.netloc) and parts.netloc not in self.server.hosts:
+            raise Refused("an absolute request target must name this server", 400)
+        return parts
+
+    def _checked_resource(self) -> str:
+        """Check where the request comes from and what it carries; return the resource asked for."""
+        parts = self._check_framing()
         if len(parts.query) > MAX_QUERY:
             raise Refused("the query string is too long", 414)
         if _same(parts.path, self.server.app_service_path):
@@ -133,6 +147,9 @@ class Handler(BaseHTTPRequestHandler):
         values = parse_qs(parts.query).get("resource", [])
         if len(values) != 1 or not values[0].strip():
             raise Refused("name exactly one resource, e.g. ?resource=https://management.azure.com/", 400)
+        problem = resources.invalid(values[0])
+        if problem is not None:
+            raise Refused(f"{problem}, e.g. ?resource=https://management.azure.com/", 400)
         return values[0]
 
     def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
@@ -206,9 +223,10 @@ class IdentityServer:
         env: dict[str, str | None] = dict.fromkeys(OTHER_PROTOCOLS)
         env["IDENTITY_ENDPOINT"] = base + server.app_service_path
         env["IDENTITY_HEADER"] = server.header
-        for name in ("NO_PROXY", "no_proxy"):
-            present = [entry.strip() for entry in context.env.get(name, "").split(",") if entry.strip()]
-            env[name] = ",".join([*present, *(h for h in ("127.0.0.1", "localhost") if h not in present)])
+        # Clients read one spelling or the other (az and Python the lower case first): both get the union.
+        given = [entry.strip() for name in ("NO_PROXY", "no_proxy") for entry in context.env.get(name, "").split(",")]
+        bypass = ",".join(dict.fromkeys(entry for entry in [*given, "127.0.0.1", "localhost"] if entry))
+        env["NO_PROXY"] = env["no_proxy"] = bypass
         env["AZURE_TOKEN_CREDENTIALS"] = context.env.get("AZURE_TOKEN_CREDENTIALS", "ManagedIdentityCredential")
         env["ARM_USE_MSI"] = "true"
         env["ARM_MSI_ENDPOINT"] = base + server.imds_path

@@ -45,7 +45,7 @@ class Provider:
         """Return the provider for a checked plan: its token first, fresh ones from its source."""
         from azexec.tokencmd import Jobs
 
-        first = Accepted(plan.token, plan.claims, plan.expires_at, ())
+        first = Accepted(plan.token, plan.claims, plan.expires_at, (), ())
         return cls(first, source=plan.source, policy=plan.later_policy(), jobs=Jobs())
 
     def audiences(self) -> tuple[str, ...] | None:
@@ -100,7 +100,7 @@ class Provider:
 
         wanted = resource or (self.audiences() or (resources.DEFAULT_RESOURCE,))[0]
         try:
-            credential = self.source.read(resource, jobs=self.jobs)
+            credential = self.source.read(wanted, jobs=self.jobs)
             if credential.token is None:
                 raise TokenSourceError(f"{self.source.origin} no longer holds {TOKEN_VAR}", "put the token back")
             return self.policy.accept(credential.token, resource=wanted)
