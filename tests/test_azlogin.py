@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import signal
 import ssl
 import subprocess
@@ -248,7 +249,9 @@ def test_az_login_failure_is_shown_and_exits_125(az_env: dict[str, str], tmp_pat
 def test_az_not_on_path_is_a_clear_125(tmp_path: Path) -> None:
     """No az on COMMAND's PATH: one line naming --az-login."""
     path = token_file(tmp_path, make_token())
-    result = run("--az-login", "--token-file", str(path), "--", "true", env=base_env(PATH="/nonexistent"))
+    true = shutil.which("true")
+    assert true is not None
+    result = run("--az-login", "--token-file", str(path), "--", true, env=base_env(PATH="/nonexistent"))
     assert result.returncode == 125
     assert (
         result.stderr == "azexec: --az-login: az is not on COMMAND's PATH; install the Azure CLI, or drop --az-login\n"

@@ -206,7 +206,7 @@ def test_command_environment_points_clients_at_the_server() -> None:
     assert len(child["IDENTITY_HEADER"]) >= 43  # 32 random bytes, URL-safe
     assert "MSI_ENDPOINT" not in child
     assert child["NO_PROXY"] == "corp.example,127.0.0.1,localhost"
-    assert child["no_proxy"] == "127.0.0.1,localhost"
+    assert child["no_proxy"] == "corp.example,127.0.0.1,localhost"
     assert child["AZURE_TOKEN_CREDENTIALS"] == "ManagedIdentityCredential"
     assert child["ARM_USE_MSI"] == "true"
     assert child["ARM_MSI_ENDPOINT"].startswith("http://127.0.0.1:")
