@@ -21,7 +21,15 @@ SIGNAL_ROLES: dict[str, frozenset[str]] = {
     "SIGUSR1": frozenset({"forward", "stop"}),
     "SIGUSR2": frozenset({"forward", "stop"}),
     "SIGWINCH": frozenset({"forward"}),
-    "SIGALRM": frozenset({"stop"}),
+    "SIGINFO": frozenset({"forward"}),  # BSD and macOS: Ctrl-T's status request
+    # Their default action ends the process: under exec COMMAND would get them, so resident mode
+    # forwards them; before COMMAND runs they end azexec like SIGTERM, its helpers first.
+    **dict.fromkeys(
+        ("SIGALRM", "SIGPROF", "SIGVTALRM", "SIGIO", "SIGPWR", "SIGSTKFLT", "SIGLOST", "SIGEMT"),
+        frozenset({"forward", "stop"}),
+    ),
+    #: The real-time signals, SIGRTMIN to SIGRTMAX (Linux): the same.
+    "real-time": frozenset({"forward", "stop"}),
     **dict.fromkeys(
         ("SIGABRT", "SIGBUS", "SIGFPE", "SIGILL", "SIGSEGV", "SIGSYS", "SIGTRAP", "SIGXCPU"), frozenset({"core"})
     ),
@@ -33,9 +41,12 @@ SIGNAL_ROLES: dict[str, frozenset[str]] = {
 _caller_core_limit: tuple[int, int] | None = None
 
 
-def signals(role: str) -> set[signal.Signals]:
+def signals(role: str) -> set[int]:
     """Return the signals of ROLE (see SIGNAL_ROLES) that this platform has."""
-    return {getattr(signal, name) for name, roles in SIGNAL_ROLES.items() if role in roles and hasattr(signal, name)}
+    found: set[int] = {getattr(signal, name) for name, roles in SIGNAL_ROLES.items() if role in roles and hasattr(signal, name)}
+    if role in SIGNAL_ROLES["real-time"] and hasattr(signal, "SIGRTMIN") and hasattr(signal, "SIGRTMAX"):
+        found.update(range(signal.SIGRTMIN, signal.SIGRTMAX + 1))
+    return found
 
 
 def reserve_standard_fds() -> tuple[int, ...]:

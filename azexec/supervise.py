@@ -118,7 +118,7 @@ def _run(
     return os.waitstatus_to_exitcode(_wait(pid, waited_for, failures))
 
 
-def _wait(pid: int, waited_for: set[signal.Signals], failures: Failures) -> int:
+def _wait(pid: int, waited_for: set[int], failures: Failures) -> int:
     """Forward the signals sent to azexec alone until PID exits; return its wait status.
 
     When a part fails, COMMAND is stopped: SIGTERM, then SIGKILL after STOP_GRACE_SECONDS.

@@ -300,8 +300,9 @@ def test_nothing_is_written_but_az_profile_in_the_private_directory(az_env: dict
     assert any(p.endswith("azureProfile.json") for p in inside), "the check saw none of az's writes"
 
 
-def test_stopping_azexec_during_az_login_kills_az_and_removes_the_directory(tmp_path: Path) -> None:
-    """SIGTERM while az login runs: az is killed, the directory removed, and azexec dies of SIGTERM."""
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGALRM], ids=["SIGTERM", "SIGALRM"])
+def test_stopping_azexec_during_az_login_kills_az_and_removes_the_directory(tmp_path: Path, stop: int) -> None:
+    """SIGTERM (or SIGALRM) while az login runs: az is killed, the directory removed, and azexec dies of it."""
     fake_bin, runtime = tmp_path / "bin", tmp_path / "runtime"
     fake_bin.mkdir()
     runtime.mkdir(mode=0o700)
@@ -316,8 +317,8 @@ def test_stopping_azexec_during_az_login_kills_az_and_removes_the_directory(tmp_
         wait_until(lambda: pids.exists() and pids.read_text().strip(), within=60, what="az login's start")
         az_pid, private = pids.read_text().split()
         assert Path(private).is_dir()
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=60) == -signal.SIGTERM
+        proc.send_signal(stop)
+        assert proc.wait(timeout=60) == -stop
     finally:
         proc.kill()
         proc.wait()

@@ -329,3 +329,54 @@ def test_a_part_failing_while_command_runs_stops_it_and_exits_125(token: str, tm
     assert proc.returncode == 125, proc.stderr
     assert proc.stderr.decode().startswith("azexec: --mask: cannot pass on COMMAND's output: No space left on device")
     assert all_gone([int(pid_file.read_text())])
+
+
+#: Signals whose default action ends a process, beyond the usual ones: resident mode forwards them, as exec would.
+MORE_SIGNALS = ["SIGALRM", "SIGPROF", "SIGVTALRM", "SIGIO", "SIGPWR", "SIGSTKFLT", "SIGRTMIN", "SIGRTMIN+5", "SIGRTMAX"]
+
+#: Exits 40 when it gets the signal numbered argv[2], after saying it is ready in the file argv[1].
+CATCHER = """
+import signal, sys
+signal.signal(int(sys.argv[2]), lambda *_: sys.exit(40))
+open(sys.argv[1], "w").write("ready")
+while True:
+    signal.pause()
+"""
+
+
+def _number(name: str) -> int:
+    base, _, offset = name.partition("+")
+    return int(getattr(signal, base)) + int(offset or 0)
+
+
+@pytest.mark.parametrize("name", MORE_SIGNALS)
+def test_every_catchable_signal_reaches_command(token: str, tmp_path: Path, name: str) -> None:
+    """kill -ALRM (PROF, IO, PWR, a real-time signal, …) to resident azexec: COMMAND gets it; azexec is not killed."""
+    ready = tmp_path / "ready"
+    argv = [AZEXEC, "--no-exec", "--token-env", "T", "--", sys.executable, "-c", CATCHER, str(ready)]
+    proc = subprocess.Popen([*argv, str(_number(name))], env=base_env(T=token), stdin=subprocess.DEVNULL)
+    try:
+        wait_until(ready.exists, what="COMMAND's handler")
+        proc.send_signal(_number(name))
+        assert proc.wait(timeout=20) == 40
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.mark.parametrize("name", ["SIGALRM", "SIGPROF", "SIGRTMIN"])
+def test_a_stopping_signal_during_a_token_command_kills_it_and_azexec_dies_of_it(tmp_path: Path, name: str) -> None:
+    """Before COMMAND runs, the same signals end azexec as SIGTERM does: the token command's group first."""
+    pids = tmp_path / "pids"
+    token_cmd = f"sh -c 'sleep 300 & echo $! > {pids}; wait'"
+    proc = subprocess.Popen([AZEXEC, "--token-cmd", token_cmd, "--", "true"], env=base_env())
+    try:
+        wait_until(lambda: pids.exists() and pids.read_text().strip(), what="the token command's start")
+        proc.send_signal(_number(name))
+        assert proc.wait(timeout=20) == -_number(name)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert all_gone([int(pids.read_text())])
