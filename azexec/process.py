@@ -43,7 +43,9 @@ _caller_core_limit: tuple[int, int] | None = None
 
 def signals(role: str) -> set[int]:
     """Return the signals of ROLE (see SIGNAL_ROLES) that this platform has."""
-    found: set[int] = {getattr(signal, name) for name, roles in SIGNAL_ROLES.items() if role in roles and hasattr(signal, name)}
+    found: set[int] = {
+        getattr(signal, name) for name, roles in SIGNAL_ROLES.items() if role in roles and hasattr(signal, name)
+    }
     if role in SIGNAL_ROLES["real-time"] and hasattr(signal, "SIGRTMIN") and hasattr(signal, "SIGRTMAX"):
         found.update(range(signal.SIGRTMIN, signal.SIGRTMAX + 1))
     return found

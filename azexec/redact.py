@@ -18,6 +18,8 @@ _DOTTED = r"[A-Za-z0-9_-]{16,}(?:\.[A-Za-z0-9_-]{16,}){2,4}"
 #: A run of secret-like characters in free text (click's messages): a key, a password, a token.
 _WORD = r"[A-Za-z0-9_\-+/=.~]{32,}"
 
+#: What a masked token becomes (--mask, a token command's stderr).
+REPLACEMENT = b"***"
 #: From this length on a value without spaces is taken for a secret, whatever it holds.
 LONG_SECRET = 100
 #: From this length on a value with upper case, lower case and digits, and no path separator, is too.

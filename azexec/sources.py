@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 from azexec.bounded import Limited, read_fd
 from azexec.errors import TokenSourceError
-from azexec.redact import Secret, shell_quote, show
+from azexec.redact import REPLACEMENT, Secret, shell_quote, show
 
 if TYPE_CHECKING:
     from azexec.tokencmd import Jobs
@@ -159,9 +159,17 @@ class Command:
         asked = resource or DEFAULT_RESOURCE
         if jobs is None:
             data = tokencmd.run(self.command, self.timeout, asked, label=self.origin)
-        else:
-            data = tokencmd.run_detached(self.command, self.timeout, asked, label=self.origin, jobs=jobs)
-        return parse(decode(data, self.origin), self.origin)
+            return parse(decode(data, self.origin), self.origin)
+        data, errors = tokencmd.run_detached(self.command, self.timeout, asked, label=self.origin, jobs=jobs)
+        try:
+            credential = parse(decode(data, self.origin), self.origin)
+        except TokenSourceError:
+            jobs.stderr(errors)
+            raise
+        # What it said on stderr goes on only now, with its own new token masked too (JOBS masks the others).
+        token = credential.token.reveal().encode() if credential.token else b""
+        jobs.stderr(errors.replace(token, REPLACEMENT) if token else errors)
+        return credential
 
 
 class EnvFile:

@@ -19,7 +19,7 @@ from types import MappingProxyType
 from typing import NoReturn
 
 from azexec.errors import AzexecError, PartFailed
-from azexec.parts import Context, Part, Redirection
+from azexec.parts import Context, Part, Redirection, Secrets
 from azexec.process import caller_core_limit, die_of, flush_standard_streams, signals
 from azexec.program import search
 
@@ -52,13 +52,16 @@ def run(argv: Sequence[str], env: Mapping[str, str], parts: Sequence[Part], *, c
     started: list[Part] = []
     code: int | None = None
     failures = Failures()
+    secrets = Secrets()
     # Block first: threads the parts start inherit the mask, so signals come to the main thread only.
     original_mask = _block()
     try:
         redirections: list[Redirection] = []
         for part in parts:
             started.append(part)
-            context = Context(MappingProxyType(dict(child_env)), frozenset(original_mask), closed_fds, failures.report)
+            context = Context(
+                MappingProxyType(dict(child_env)), frozenset(original_mask), closed_fds, failures.report, secrets
+            )
             added = part.start(context)
             for name, value in added.env:
                 if value is None:

@@ -17,16 +17,21 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import NamedTuple
 
-from azexec.bounded import Limited
+from azexec.bounded import MAX_SOURCE_BYTES, Limited
 from azexec.errors import Terminated, TokenSourceError, UsageError
 from azexec.process import signals
 from azexec.redact import show
 
 #: A shell's status for a program that ended on Ctrl-C (bash's `read`, many CLIs).
 INTERRUPTED_STATUS = 128 + signal.SIGINT
+#: After the command exits, how long its stdout may stay open: a background job it left
+#: (`sh -c '(sleep 30 &); vault …'`) holds it, and is killed with the command's group.
+LINGER_SECONDS = 0.5
+#: While COMMAND runs no SIGCHLD reaches a thread: a running token command is polled this often.
+POLL_SECONDS = 0.02
 
 
 class Terminal(NamedTuple):
@@ -156,6 +161,8 @@ def _collect(
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
+                if status is not None:  # exited; what still holds its stdout dies with its group
+                    return gathered.data(), status
                 raise _timed_out(name, timeout)
             watched = [wakeup] if out < 0 else [out, wakeup]
             ready = select.select(watched, [], [], remaining)[0]
@@ -181,7 +188,8 @@ def _reap(proc: subprocess.Popen[bytes], terminal: Terminal | None, deadline: fl
             return None, deadline
         if not os.WIFSTOPPED(wait_status):
             proc.returncode = os.waitstatus_to_exitcode(wait_status)
-            return proc.returncode, deadline
+            # Its stdout is read LINGER_SECONDS more at most: a job it left behind may hold it.
+            return proc.returncode, min(deadline, time.monotonic() + LINGER_SECONDS)
         stopped = time.monotonic()
         _stop_too(proc.pid, terminal)
         deadline += time.monotonic() - stopped
@@ -307,9 +315,15 @@ def _signal_name(number: int) -> str:
 
 
 class Jobs:
-    """The token commands running while COMMAND runs, so that stopping azexec stops them all."""
+    """The token commands run while COMMAND runs: with the caller's signal mask, all stopped with azexec."""
 
-    def __init__(self) -> None:
+    def __init__(
+        self, caller_mask: frozenset[int] = frozenset(), stderr: Callable[[bytes], None] | None = None
+    ) -> None:
+        #: The caller's signal mask (resident mode blocks what it forwards; a token command must not inherit that).
+        self.caller_mask = caller_mask
+        #: Where their stderr goes: azexec's, every token it handed out masked (see Context.secrets).
+        self.stderr = stderr or _write_stderr
         self.groups: set[int] = set()
         self.stopped = False
         self.lock = threading.Lock()
@@ -338,40 +352,99 @@ class Jobs:
                 os.killpg(pgid, signal.SIGKILL)
 
 
-def run_detached(command: str, timeout: float, resource: str, *, label: str, jobs: Jobs) -> bytes:
+def _write_stderr(data: bytes) -> None:
+    if data:
+        with contextlib.suppress(OSError):
+            os.write(2, data)
+
+
+def run_detached(command: str, timeout: float, resource: str, *, label: str, jobs: Jobs) -> tuple[bytes, bytes]:
     """Run COMMAND for RESOURCE while COMMAND (azexec's) runs: no terminal, no stdin, any thread.
 
-    Its process group is in JOBS while it runs, so that whoever stops azexec can kill it.
+    It runs in a process group of its own, tracked by JOBS while it runs, with
+    the caller's signal mask. Return its stdout and its stderr, which the caller
+    passes on through JOBS once it knows the token to mask in it (on a failure
+    it is passed on here).
     """
     argv = split(command, resource, label=label)
     name = _Named(label, show(argv[0]))
+    out_read, out_write = os.pipe()
+    err_read, err_write = os.pipe()
+    devnull = os.open(os.devnull, os.O_RDONLY)
     try:
-        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, start_new_session=True)
+        pid = os.posix_spawnp(
+            argv[0],
+            argv,
+            os.environ,
+            file_actions=[
+                (os.POSIX_SPAWN_DUP2, devnull, 0),
+                (os.POSIX_SPAWN_DUP2, out_write, 1),
+                (os.POSIX_SPAWN_DUP2, err_write, 2),
+            ],
+            setpgroup=0,
+            setsigmask=jobs.caller_mask,
+            setsigdef=signals("reset"),
+        )
     except (OSError, ValueError) as e:
+        os.close(out_read)
+        os.close(err_read)
         raise _spawn_failed(name, e) from None
-    jobs.add(proc.pid)
-    assert proc.stdout is not None
-    gathered = Limited(f"{label}'s output", "it should print the token alone")
-    deadline = time.monotonic() + timeout
-    try:
-        out = proc.stdout.fileno()
-        while chunk := _read_before(out, deadline, name, timeout):
-            gathered.add(chunk)
-        status = proc.wait(timeout=max(0.0, deadline - time.monotonic()))
-    except subprocess.TimeoutExpired:
-        raise _timed_out(name, timeout) from None
     finally:
-        _kill_group(proc)
-        proc.stdout.close()
-        jobs.discard(proc.pid)
+        for fd in (out_write, err_write, devnull):
+            os.close(fd)
+    jobs.add(pid)
+    try:
+        output, errors, status = _gather(pid, out_read, err_read, name, timeout)
+    finally:
+        with contextlib.suppress(OSError):
+            os.killpg(pid, signal.SIGKILL)
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, 0)
+        jobs.discard(pid)
+        os.close(out_read)
+        os.close(err_read)
     if status != 0:
+        jobs.stderr(errors)
         raise _failed(name, status, "see its messages on azexec's stderr")
-    return gathered.data()
+    return output, errors
 
 
-def _read_before(fd: int, deadline: float, name: _Named, timeout: float) -> bytes:
-    """Read a chunk of FD before DEADLINE (b"" at EOF)."""
-    remaining = deadline - time.monotonic()
-    if remaining <= 0 or not select.select([fd], [], [], remaining)[0]:
-        raise _timed_out(name, timeout)
-    return os.read(fd, 65536)
+def _gather(pid: int, out: int, err: int, name: _Named, timeout: float) -> tuple[bytes, bytes, int]:
+    """Read PID's stdout and stderr until it has exited (and LINGER_SECONDS more for EOF), within TIMEOUT."""
+    streams = _Streams(out, err, Limited(f"{name.label}'s output", "it should print the token alone"))
+    deadline = time.monotonic() + timeout
+    status: int | None = None
+    while status is None or streams.open:
+        if status is None:
+            done, wait_status = os.waitpid(pid, os.WNOHANG)
+            if done == pid:
+                status = os.waitstatus_to_exitcode(wait_status)
+                deadline = min(deadline, time.monotonic() + LINGER_SECONDS)
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            if status is not None:  # exited; what still holds its stdout dies with its group
+                break
+            raise _timed_out(name, timeout)
+        streams.read(min(remaining, POLL_SECONDS))
+    return streams.output.data(), bytes(streams.errors), status
+
+
+class _Streams:
+    """A token command's stdout (bounded: it is the token) and stderr (the first MiB kept)."""
+
+    def __init__(self, out: int, err: int, output: Limited) -> None:
+        self.out = out
+        self.open = [out, err]
+        self.output = output
+        self.errors = bytearray()
+
+    def read(self, wait: float) -> None:
+        """Read what is ready within WAIT seconds."""
+        for fd in select.select(self.open, [], [], wait)[0]:
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                self.open.remove(fd)
+            elif fd == self.out:
+                self.output.add(chunk)
+            else:
+                self.errors += chunk[: max(0, MAX_SOURCE_BYTES - len(self.errors))]

@@ -113,14 +113,16 @@ def claims_of(token: str) -> dict[str, Any]:
 
 
 #: A stand-in for `az account get-access-token --resource R`: prints a token for R, living LIFETIME
-#: seconds, and appends R to the file COUNT (one line a run). Arguments: R COUNT LIFETIME.
+#: seconds, and appends R to the file COUNT (one line a run). Arguments: R COUNT LIFETIME. Lines added
+#: after it (mint_command's EXTRA) see the token as `token`.
 MINT = f"""
 import sys
 sys.path.insert(0, {str(Path(__file__).parent)!r})
 from helpers import make_token
 with open(sys.argv[2], "a") as f:
     f.write(sys.argv[1] + "\\n")
-print(make_token(aud=sys.argv[1], lifetime=float(sys.argv[3])))
+token = make_token(aud=sys.argv[1], lifetime=float(sys.argv[3]))
+print(token)
 """
 
 
@@ -251,14 +253,14 @@ def start_part(part: Part, env: Mapping[str, str] | None = None) -> dict[str, st
     import signal
     from types import MappingProxyType
 
-    from azexec.parts import Context
+    from azexec.parts import Context, Secrets
 
     def fail(error: Exception) -> None:
         raise AssertionError(f"the part failed: {error}")
 
     mask = frozenset(signal.pthread_sigmask(signal.SIG_BLOCK, set()))
     result = dict(env or {})
-    added = part.start(Context(MappingProxyType(dict(result)), mask, (), fail))
+    added = part.start(Context(MappingProxyType(dict(result)), mask, (), fail, Secrets()))
     for name, value in added.env:
         if value is None:
             result.pop(name, None)

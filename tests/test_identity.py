@@ -12,6 +12,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -391,3 +392,61 @@ def test_the_start_up_expiry_warning_only_when_no_refresh_will_come(
     result = run("--identity-server", *options, "--", "true", env=identity_env(T=tok))
     assert result.returncode == 0, explain(result)
     assert ("long commands may fail part-way" in result.stderr) is warned, explain(result)
+
+
+#: A stdlib client: prints the token it gets for RESOURCE (argv[1]) between markers, as a careless script would.
+PRINTING_CLIENT = """
+import os, sys, urllib.request
+opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+url = os.environ["IDENTITY_ENDPOINT"] + "?api-version=2019-08-01&resource=" + sys.argv[1]
+request = urllib.request.Request(url, headers={"X-IDENTITY-HEADER": os.environ["IDENTITY_HEADER"]})
+import json
+print("token:" + json.loads(opener.open(request).read())["access_token"] + ":end", flush=True)
+"""
+
+JWT = re.compile(r"eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
+
+
+def test_mask_covers_a_per_resource_token(script: Callable[[str, str], Path], tmp_path: Path) -> None:
+    """--mask --identity-server: a Key Vault token COMMAND got from the server and printed is masked."""
+    client = script("client.py", PRINTING_CLIENT)
+    argv = ["--mask", "--identity-server", "--token-cmd", mint_command(tmp_path), "--", sys.executable, str(client)]
+    result = run(*argv, "https://vault.azure.net", env=identity_env())
+    assert result.returncode == 0, explain(result)
+    assert result.stdout == "token:***:end\n"
+    assert (tmp_path / "count").read_text().split()[-1] == "https://vault.azure.net"
+
+
+def test_a_refresh_commands_stderr_is_masked(script: Callable[[str, str], Path], tmp_path: Path) -> None:
+    """A token command run for a refresh that prints its token on stderr: azexec passes that on masked."""
+    client = script("client.py", PRINTING_CLIENT)
+    # Five-minute tokens are due for refresh at once; from its second run on, it also prints the token on stderr.
+    loud = "\nif len(open(sys.argv[2]).read().split()) > 1:\n    print('refresh says:', token, file=sys.stderr)\n"
+    token_cmd = mint_command(tmp_path, lifetime=300, extra=loud)
+    result = run("-q", "--mask", "--identity-server", "--token-cmd", token_cmd, "--", sys.executable, str(client), ARM)
+    assert result.returncode == 0, explain(result)
+    assert "refresh says: ***" in result.stderr, explain(result)
+    assert not JWT.search(result.stderr + result.stdout), explain(result)
+
+
+def test_token_commands_for_requests_get_the_callers_signal_mask(
+    script: Callable[[str, str], Path], tmp_path: Path
+) -> None:
+    """The first token command and one run for a request have the same (the caller's) blocked-signal mask."""
+    client = script("client.py", PRINTING_CLIENT)
+    masks = tmp_path / "masks"
+    extra = f"\nopen({str(masks)!r}, 'a').write([l for l in open('/proc/self/status') if l.startswith('SigBlk')][0])\n"
+    token_cmd = mint_command(tmp_path, extra=extra)
+    result = run(
+        "-q",
+        "--identity-server",
+        "--token-cmd",
+        token_cmd,
+        "--",
+        sys.executable,
+        str(client),
+        "https://vault.azure.net",
+    )
+    assert result.returncode == 0, explain(result)
+    first, for_request = masks.read_text().splitlines()
+    assert for_request == first == "SigBlk:\t0000000000000000"

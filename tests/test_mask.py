@@ -73,7 +73,7 @@ def test_pump_copies_a_large_stream_exactly() -> None:
     for t in threads:
         t.start()
     exited_r, exited_w = os.pipe()
-    pump(source_r, target_w, SECRET, exited_r)
+    pump(source_r, target_w, lambda: (SECRET,), exited_r)
     os.close(target_w)
     os.close(exited_r)
     os.close(exited_w)
@@ -98,7 +98,7 @@ def test_pump_passes_on_what_command_left_in_the_pipe_then_stops() -> None:
     reader = threading.Thread(target=drain)
     reader.start()
     try:
-        pump(source_r, target_w, SECRET, exited_r)
+        pump(source_r, target_w, lambda: (SECRET,), exited_r)
     finally:
         os.close(target_w)
         reader.join()

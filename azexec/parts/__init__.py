@@ -9,16 +9,49 @@ context. A part never imports another part.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, NamedTuple, Protocol
 
+from azexec.redact import REPLACEMENT
+
 if TYPE_CHECKING:
     from azexec.errors import PartFailed
+    from azexec.redact import Secret
 
 #: A descriptor of azexec's to dup2 onto a descriptor of COMMAND's.
 Redirection = tuple[int, int]
 #: Print one line of azexec's own (a warning, a diagnosis).
 Say = Callable[[str], None]
+
+
+class Secrets:
+    """Every token azexec hands out in this run (the first, per resource, refreshed); safe across threads.
+
+    --mask replaces each in COMMAND's output, and a token command's stderr is passed on with each replaced.
+    """
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.current: tuple[bytes, ...] = ()
+
+    def add(self, secret: Secret) -> None:
+        """Mask SECRET from now on."""
+        value = secret.reveal().encode()
+        with self.lock:
+            if value not in self.current:
+                # Longest first: a token that contains another is replaced whole.
+                self.current = tuple(sorted((*self.current, value), key=len, reverse=True))
+
+    def __call__(self) -> tuple[bytes, ...]:
+        """Return the tokens to mask now."""
+        return self.current
+
+    def mask(self, data: bytes) -> bytes:
+        """Return DATA, a whole message, with every token replaced."""
+        for value in self.current:
+            data = data.replace(value, REPLACEMENT)
+        return data
 
 
 class Context(NamedTuple):
@@ -32,6 +65,8 @@ class Context(NamedTuple):
     closed_fds: tuple[int, ...]
     #: Report a failure while COMMAND runs, from any thread: COMMAND is stopped and azexec exits 125.
     fail: Callable[[PartFailed], None]
+    #: Every token handed out: a part that hands one out adds it; the mask replaces them all.
+    secrets: Secrets
 
 
 class Added(NamedTuple):

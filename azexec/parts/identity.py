@@ -218,6 +218,7 @@ class IdentityServer:
 
     def start(self, context: Context) -> Added:
         """Listen, and point COMMAND's managed-identity clients at the endpoint."""
+        self.provider.serve(context)
         self.server = server = Server(self.provider)
         base = f"http://127.0.0.1:{server.port}"
         env: dict[str, str | None] = dict.fromkeys(OTHER_PROTOCOLS)

@@ -11,9 +11,8 @@ from typing import NamedTuple
 
 from azexec.errors import PartFailed
 from azexec.parts import Added, Context
-from azexec.redact import Secret
+from azexec.redact import REPLACEMENT, Secret
 
-REPLACEMENT = b"***"
 #: As much as a pipe holds at once: one read per wake-up, few Python steps per MiB.
 CHUNK = 1 << 16
 #: After COMMAND exits, how long more output is waited for once what it left
@@ -24,21 +23,26 @@ STRAGGLER_SECONDS = 1.0
 
 
 class Masker:
-    """Replace every occurrence of a secret in a byte stream fed in arbitrary pieces.
+    """Replace every occurrence of the secrets in a byte stream fed in arbitrary pieces.
 
-    Only the end of the stream that could still grow into the secret is held
-    back, so a line that cannot be part of the token is passed on at once.
+    Only the end of the stream that could still grow into a secret is held
+    back, so a line that cannot be part of a token is passed on at once.
     """
 
-    def __init__(self, secret: bytes) -> None:
-        self.secret = secret
-        self.first = secret[:1]
+    def __init__(self, *secrets: bytes) -> None:
+        self.secrets = secrets
         self.held = b""
+
+    def update(self, secrets: tuple[bytes, ...]) -> None:
+        """Mask SECRETS (longest first) from now on, what is held back included."""
+        self.secrets = secrets
 
     def feed(self, chunk: bytes) -> bytes:
         """Return what can be written now of CHUNK, masked."""
-        data = (self.held + chunk if self.held else chunk).replace(self.secret, REPLACEMENT)
-        keep = self._partial_suffix(data)
+        data = self.held + chunk if self.held else chunk
+        for secret in self.secrets:
+            data = data.replace(secret, REPLACEMENT)
+        keep = max((self._partial_suffix(data, secret) for secret in self.secrets), default=0)
         if keep:
             self.held = data[-keep:]
             return data[:-keep]
@@ -50,24 +54,28 @@ class Masker:
         held, self.held = self.held, b""
         return held
 
-    def _partial_suffix(self, data: bytes) -> int:
-        """Return the length of the longest end of DATA that begins the secret."""
-        position = data.find(self.first, max(0, len(data) - len(self.secret) + 1))
+    @staticmethod
+    def _partial_suffix(data: bytes, secret: bytes) -> int:
+        """Return the length of the longest end of DATA that begins SECRET."""
+        first = secret[:1]
+        position = data.find(first, max(0, len(data) - len(secret) + 1))
         while position != -1:
-            if self.secret.startswith(data[position:]):
+            if secret.startswith(data[position:]):
                 return len(data) - position
-            position = data.find(self.first, position + 1)
+            position = data.find(first, position + 1)
         return 0
 
 
-def pump(source: int, target: int, secret: bytes, exited: int) -> None:
-    """Copy SOURCE to TARGET, masking SECRET, until EOF or until COMMAND's output is through; close SOURCE.
+def pump(source: int, target: int, secrets: Callable[[], tuple[bytes, ...]], exited: int) -> None:
+    """Copy SOURCE to TARGET, masking SECRETS(), until EOF or until COMMAND's output is through; close SOURCE.
 
-    EXITED becomes readable when COMMAND has exited. Everything COMMAND wrote
-    is then in the pipe: that much is passed on however slowly TARGET reads;
-    whatever a leftover background job writes later gets STRAGGLER_SECONDS.
+    SECRETS() is asked before each chunk: a token handed out while COMMAND
+    runs is masked from then on. EXITED becomes readable when COMMAND has
+    exited. Everything COMMAND wrote is then in the pipe: that much is passed
+    on however slowly TARGET reads; whatever a leftover background job writes
+    later gets STRAGGLER_SECONDS.
     """
-    masker = Masker(secret)
+    masker = Masker(*secrets())
     owed: int | None = None  # bytes COMMAND left in the pipe, once it has exited
     deadline = 0.0
     try:
@@ -86,6 +94,8 @@ def pump(source: int, target: int, secret: bytes, exited: int) -> None:
                 break
             if owed is not None:
                 owed -= len(chunk)
+            if (current := secrets()) is not masker.secrets:
+                masker.update(current)
             if not _write_all(target, masker.feed(chunk)):
                 # Closing our end gives COMMAND the SIGPIPE it would have had under exec.
                 return
@@ -102,28 +112,31 @@ class Pipe(NamedTuple):
     targets: tuple[int, ...]
 
 
-def _pump_or_fail(source: int, target: int, secret: bytes, exited: int, fail: Callable[[PartFailed], None]) -> None:
+def _pump_or_fail(
+    source: int, target: int, secrets: Callable[[], tuple[bytes, ...]], exited: int, fail: Callable[[PartFailed], None]
+) -> None:
     """Run pump(); a write that fails for another reason than a reader gone ends the run."""
     try:
-        pump(source, target, secret, exited)
+        pump(source, target, secrets, exited)
     except OSError as e:
         fail(PartFailed(f"--mask: cannot pass on COMMAND's output: {e.strerror}", "check where stdout and stderr go"))
 
 
 class Mask:
-    """A resident part: COMMAND writes to pipes, and threads pass its output on with the secret masked."""
+    """A resident part: COMMAND writes to pipes, and threads pass its output on with every token masked."""
 
     def __init__(self, secret: Secret) -> None:
-        self.secret = secret.reveal().encode()
+        self.secret = secret
+        self.context: Context | None = None
         self.pipes: list[Pipe] = []
         self.pumps: list[threading.Thread] = []
         self.exited: tuple[int, int] | None = None
         self.writes_open = False
-        self.fail: Callable[[PartFailed], None] = lambda error: None
 
     def start(self, context: Context) -> Added:
         """Make the pipes; return them as (fd here, fd in COMMAND) redirections."""
-        self.fail = context.fail
+        self.context = context
+        context.secrets.add(self.secret)
         self.pipes = [Pipe(*os.pipe(), group) for group in streams_to_mask(context.closed_fds)]
         self.writes_open = True
         return Added(redirections=tuple((pipe.write, fd) for pipe in self.pipes for fd in pipe.targets))
@@ -132,10 +145,11 @@ class Mask:
         """COMMAND holds the write ends: close ours, and start a pump per pipe."""
         self._close_write_ends()
         self.exited = os.pipe()
+        assert self.context is not None  # started before running
         for pipe in self.pipes:
             thread = threading.Thread(
                 target=_pump_or_fail,
-                args=(pipe.read, pipe.targets[0], self.secret, self.exited[0], self.fail),
+                args=(pipe.read, pipe.targets[0], self.context.secrets, self.exited[0], self.context.fail),
                 daemon=True,
             )
             thread.start()

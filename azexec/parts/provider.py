@@ -8,6 +8,8 @@ token command runs once however many requests for it arrive together.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import threading
 from typing import TYPE_CHECKING
 
@@ -16,6 +18,7 @@ from azexec.errors import AzexecError, Refused, TokenSourceError
 from azexec.token import Accepted, TokenPolicy, expired
 
 if TYPE_CHECKING:
+    from azexec.parts import Context, Secrets
     from azexec.plan import Plan
     from azexec.sources import TokenSource
     from azexec.tokencmd import Jobs
@@ -32,6 +35,8 @@ class Provider:
         self.source = source
         self.policy = policy
         self.jobs = jobs
+        #: Told of every token handed out, once serving (see serve()).
+        self.secrets: Secrets | None = None
         self.clock = policy.clock
         #: By normalised resource; "" is the held token's audience.
         self.cache: dict[str, Accepted] = {"": first}
@@ -47,6 +52,20 @@ class Provider:
 
         first = Accepted(plan.token, plan.claims, plan.expires_at, (), ())
         return cls(first, source=plan.source, policy=plan.later_policy(), jobs=Jobs())
+
+    def serve(self, context: Context) -> None:
+        """Start serving in resident mode: token commands get the caller's signal mask, every token is masked."""
+        from azexec.tokencmd import Jobs
+
+        secrets = self.secrets = context.secrets
+        secrets.add(self.first.token)
+
+        def stderr(data: bytes) -> None:
+            if data:
+                with contextlib.suppress(OSError):
+                    os.write(2, secrets.mask(data))
+
+        self.jobs = Jobs(context.caller_mask, stderr=stderr)
 
     def audiences(self) -> tuple[str, ...] | None:
         """Return the held token's audiences; None when it was not decoded (--no-verify)."""
@@ -103,9 +122,13 @@ class Provider:
             credential = self.source.read(wanted, jobs=self.jobs)
             if credential.token is None:
                 raise TokenSourceError(f"{self.source.origin} no longer holds {TOKEN_VAR}", "put the token back")
-            return self.policy.accept(credential.token, resource=wanted)
+            accepted = self.policy.accept(credential.token, resource=wanted)
         except AzexecError as e:
             raise Refused(f"refreshing the token failed: {e}") from None
+        if self.secrets is not None:
+            # Before the token is answered: COMMAND cannot print it before the mask knows it.
+            self.secrets.add(accepted.token)
+        return accepted
 
     def _unservable(self, resource: str) -> str:
         from azexec.redact import show
