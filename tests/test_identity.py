@@ -450,3 +450,43 @@ def test_token_commands_for_requests_get_the_callers_signal_mask(
     assert result.returncode == 0, explain(result)
     first, for_request = masks.read_text().splitlines()
     assert for_request == first == "SigBlk:\t0000000000000000"
+
+
+#: Opens 70 connections to the identity server that trickle a request head a byte a second, for 30 s at most;
+#: touches argv[1] once all are open.
+TRICKLER = """
+import os, socket, sys, threading, time
+port = int(os.environ["IDENTITY_ENDPOINT"].split(":")[2].split("/")[0])
+socks = [socket.create_connection(("127.0.0.1", port)) for _ in range(70)]
+open(sys.argv[1], "w").close()
+for byte in b"GET / HTTP/1.1\\r\\nHost: x\\r\\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaa"[:30]:
+    for sock in socks:
+        try:
+            sock.sendall(bytes([byte]))
+        except OSError:
+            pass
+    time.sleep(1)
+"""
+
+
+def test_slow_clients_do_not_keep_azexec_alive_after_command(
+    script: Callable[[str, str], Path], tmp_path: Path
+) -> None:
+    """COMMAND leaves 70 trickling connections behind and exits: azexec exits with it, not when they stop (30 s)."""
+    trickler = script("trickler.py", TRICKLER)
+    ready = tmp_path / "ready"
+    # The trickler outlives COMMAND (and does not hold the test's pipes); COMMAND waits until it is connected.
+    command = (
+        f"{sys.executable} {trickler} {ready} >/dev/null 2>&1 & n=0; "
+        f"while [ ! -e {ready} ] && [ $n -lt 400 ]; do sleep 0.05; n=$((n+1)); done"
+    )
+    env = identity_env(T=make_token())
+    started = time.monotonic()
+    try:
+        result = run("--identity-server", "--token-env", "T", "--", "sh", "-c", command, env=env)
+        took = time.monotonic() - started
+    finally:
+        subprocess.run(["pkill", "-f", str(trickler)], check=False)
+    assert result.returncode == 0, explain(result)
+    assert ready.exists()
+    assert took < 15, f"azexec stayed {took:.1f}s: it waited for the slow clients"

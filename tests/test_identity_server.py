@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import http.client
 import json
+import select
 import socket
 import threading
 from collections.abc import Callable, Iterator
@@ -13,7 +14,7 @@ from typing import Any, NamedTuple
 from urllib.parse import urlencode, urlsplit
 
 import pytest
-from helpers import ARM, TENANT, held, make_token, mint_command, request, start_part, write_private
+from helpers import ARM, TENANT, held, make_token, mint_command, request, start_part, wait_until, write_private
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -321,3 +322,53 @@ def test_both_no_proxy_spellings_hold_the_union_and_loopback() -> None:
     env = start_part(part, {"NO_PROXY": "a.example", "no_proxy": ".corp.internal,a.example"})
     part.stop(0)
     assert env["NO_PROXY"] == env["no_proxy"] == "a.example,.corp.internal,127.0.0.1,localhost"
+
+
+def _trickle(port: int, stop: threading.Event, opened: list[socket.socket]) -> None:
+    """A slow client: a request head one byte a second, for as long as the server keeps the connection (≤ 8 s)."""
+    with contextlib.suppress(OSError):
+        sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+        opened.append(sock)
+        for byte in b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n"[:8]:
+            if stop.wait(1):
+                return
+            sock.sendall(bytes([byte]))
+
+
+def test_slow_and_idle_connections_do_not_starve_a_real_client(live: Live) -> None:
+    """70 connections trickling a byte a second and 70 idle ones: a real request is still answered at once."""
+    stop = threading.Event()
+    opened: list[socket.socket] = []
+    slow = [threading.Thread(target=_trickle, args=(live.port, stop, opened)) for _ in range(70)]
+    for thread in slow:
+        thread.start()
+    idle = [socket.create_connection(("127.0.0.1", live.port)) for _ in range(70)]
+    try:
+        wait_until(lambda: len(opened) == 70, what="the slow clients' connections")
+        # The client's own 3 s timeout is the bound: a starved server would not answer within it.
+        connection = http.client.HTTPConnection("127.0.0.1", live.port, timeout=3)
+        connection.request("GET", f"{live.server.app_service_path}?resource={ARM}", headers=_good(live)[2])
+        assert connection.getresponse().status == 200
+        connection.close()
+    finally:
+        stop.set()
+        for thread in slow:
+            thread.join(timeout=20)
+        for sock in idle + opened:
+            sock.close()
+
+
+def test_a_trickling_head_is_cut_off_at_its_deadline(live: Live) -> None:
+    """A head sent a byte every half second (40 bytes: 20 s) is cut off long before it would end."""
+    closed = False
+    with socket.create_connection(("127.0.0.1", live.port), timeout=20) as sock:
+        for byte in (b"GET / HTTP/1.1\r\nX-Slow: " + b"a" * 40)[:40]:
+            try:
+                sock.sendall(bytes([byte]))
+                if select.select([sock], [], [], 0.5)[0]:
+                    closed = sock.recv(4096) == b""
+                    break
+            except ConnectionError:
+                closed = True
+                break
+    assert closed

@@ -16,9 +16,12 @@ from __future__ import annotations
 
 import contextlib
 import hmac
+import io
 import json
 import secrets
+import socket
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import SplitResult, parse_qs, urlsplit
@@ -34,8 +37,13 @@ from azexec.token import Accepted
 OTHER_PROTOCOLS = ("IDENTITY_SERVER_THUMBPRINT", "IMDS_ENDPOINT", "MSI_ENDPOINT", "MSI_SECRET")
 #: A request that takes longer than this to arrive is cut off.
 SOCKET_TIMEOUT_SECONDS = 5.0
-#: Connections served at once; more wait in the listen queue.
-MAX_CONNECTIONS = 64
+#: The whole request head (request line and headers) must arrive within this, however it trickles in;
+#: an idle keep-alive connection is closed after it too. An SDK sends its head in one write.
+HEAD_SECONDS = 2.0
+#: How often the accept loop looks whether it should stop (at most this delay at exit).
+POLL_SECONDS = 0.05
+#: Connections served at once; one more is closed at once (never waited for: the accept loop must not block).
+MAX_CONNECTIONS = 256
 #: The longest query string a request may carry.
 MAX_QUERY = 4096
 
@@ -55,6 +63,8 @@ class Server(ThreadingHTTPServer):
     """A loopback HTTP server that knows its secrets and its provider."""
 
     daemon_threads = True
+    # Nothing waits for a connection's thread at exit: COMMAND's exit ends serving, whatever clients do.
+    block_on_close = False
     request_queue_size = 128
 
     def __init__(self, provider: Provider) -> None:
@@ -66,10 +76,14 @@ class Server(ThreadingHTTPServer):
         self.header = secrets.token_urlsafe(32)
         self.hosts = (f"127.0.0.1:{self.port}", f"localhost:{self.port}")
         self.slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
+        #: Set when COMMAND has exited: nothing more is answered.
+        self.stopping = threading.Event()
 
     def process_request(self, request: Any, client_address: Any) -> None:
-        """Serve on a thread of its own, at most MAX_CONNECTIONS at once."""
-        self.slots.acquire()
+        """Serve on a thread of its own, at most MAX_CONNECTIONS at once; close one more at once."""
+        if not self.slots.acquire(blocking=False):
+            self.shutdown_request(request)
+            return
         try:
             super().process_request(request, client_address)
         except BaseException:
@@ -86,6 +100,24 @@ class Server(ThreadingHTTPServer):
         """Print nothing: a broken client is no news, and a traceback could show a path."""
 
 
+class _HeadReader(io.RawIOBase):
+    """A connection's bytes, each read within what is left of the deadline the handler sets for a request head."""
+
+    def __init__(self, connection: socket.socket) -> None:
+        self.connection = connection
+        self.deadline = 0.0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        remaining = self.deadline - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError("the request head took too long")
+        self.connection.settimeout(remaining)
+        return self.connection.recv_into(buffer)
+
+
 class Handler(BaseHTTPRequestHandler):
     """Answer one client; every answer is JSON."""
 
@@ -98,8 +130,22 @@ class Handler(BaseHTTPRequestHandler):
     server_version = "azexec"
     sys_version = ""
 
+    def setup(self) -> None:
+        """Read the request through a deadline (a byte every second must not keep a thread forever)."""
+        super().setup()
+        self.head = _HeadReader(self.connection)
+        self.rfile = io.BufferedReader(self.head)
+
+    def handle_one_request(self) -> None:
+        """Serve one request, whose head must arrive within HEAD_SECONDS."""
+        self.head.deadline = time.monotonic() + HEAD_SECONDS
+        super().handle_one_request()
+
     def do_GET(self) -> None:
         """Serve the token, or refuse with a reason."""
+        if self.server.stopping.is_set():  # COMMAND has exited: nothing more is served
+            self.close_connection = True
+            return
         try:
             resource = self._checked_resource()
             answer = self.server.provider.get(resource)
@@ -164,6 +210,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def _send(self, status: int, body: dict[str, Any]) -> None:
         data = json.dumps(body).encode()
+        self.connection.settimeout(SOCKET_TIMEOUT_SECONDS)  # the head's deadline is not the answer's
         self.send_response_only(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
@@ -236,7 +283,7 @@ class IdentityServer:
         if self.subscription is not None:
             env["ARM_SUBSCRIPTION_ID"] = self.subscription
         # Serving starts now, before COMMAND: a client may ask the moment it starts.
-        self.thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2}, daemon=True)
+        self.thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": POLL_SECONDS}, daemon=True)
         self.thread.start()
         return Added(env=tuple(env.items()))
 
@@ -246,6 +293,7 @@ class IdentityServer:
     def stop(self, code: int | None) -> None:
         """Stop listening, and kill any token command still running for a request."""
         if self.server is not None:
+            self.server.stopping.set()
             self.server.shutdown()
             self.server.server_close()
         self.provider.stop()
