@@ -61,7 +61,7 @@ def parts(plan: Plan, modes: Modes, *, warn: Say, diagnose: Say) -> list[Part]:
         from azexec.parts.identity import IdentityServer
         from azexec.parts.provider import Provider
 
-        provider = Provider.for_plan(plan)
+        provider = Provider.for_plan(plan, warn=warn)
         tenant = plan.tenant.value if plan.tenant else None
         subscription = plan.subscription.value if plan.subscription else None
         built.append(IdentityServer(provider, tenant=tenant, subscription=subscription))

@@ -63,6 +63,9 @@ class TokenSource(Protocol):
     def per_resource(self) -> bool:
         """Tell whether it can give a token for any resource ({resource} in a command)."""
 
+    def costly(self) -> bool:
+        """Tell whether reading it runs something: then a read that gave the same token back is not repeated at once."""
+
     def read(self, resource: str | None = None, *, jobs: Jobs | None = None) -> Credential:
         """Read a credential (for RESOURCE, where the source takes one).
 
@@ -91,6 +94,9 @@ class Stdin:
     def per_resource(self) -> bool:
         return False
 
+    def costly(self) -> bool:
+        return False
+
     def read(self, resource: str | None = None, *, jobs: Jobs | None = None) -> Credential:
         data = _prompt_hidden(0, self.origin) if os.isatty(0) else read_fd(0, self.origin)
         return parse(decode(data, self.origin), self.origin)
@@ -107,6 +113,9 @@ class File:
         return _regular_file(self.path)
 
     def per_resource(self) -> bool:
+        return False
+
+    def costly(self) -> bool:
         return False
 
     def read(self, resource: str | None = None, *, jobs: Jobs | None = None) -> Credential:
@@ -127,6 +136,9 @@ class Variable:
         return False
 
     def per_resource(self) -> bool:
+        return False
+
+    def costly(self) -> bool:
         return False
 
     def read(self, resource: str | None = None, *, jobs: Jobs | None = None) -> Credential:
@@ -151,6 +163,9 @@ class Command:
         from azexec.tokencmd import takes_resource
 
         return takes_resource(self.command)
+
+    def costly(self) -> bool:
+        return True
 
     def read(self, resource: str | None = None, *, jobs: Jobs | None = None) -> Credential:
         from azexec import tokencmd
@@ -183,6 +198,9 @@ class EnvFile:
         return _regular_file(self.path)
 
     def per_resource(self) -> bool:
+        return False
+
+    def costly(self) -> bool:
         return False
 
     def read(self, resource: str | None = None, *, jobs: Jobs | None = None) -> Credential:

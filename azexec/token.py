@@ -47,6 +47,10 @@ class Claims(NamedTuple):
     roles: tuple[str, ...]
     scopes: tuple[str, ...]
     issuer: str | None
+    #: A managed identity's Azure resource ID (xms_mirid).
+    resource_id: str | None = None
+    #: When it was issued (iat): with expires_at, how long it lives.
+    issued_at: int | None = None
 
 
 class Tenant(NamedTuple):
@@ -344,4 +348,6 @@ def _claims(payload: Mapping[str, Any], origin: str) -> Claims:
         roles=tuple(r for r in roles if isinstance(r, str)) if isinstance(roles, list) else (),
         scopes=tuple(scopes.split()) if isinstance(scopes, str) else (),
         issuer=_text(payload, "iss"),
+        resource_id=_text(payload, "xms_mirid"),
+        issued_at=_number(payload, "iat", origin),
     )

@@ -57,6 +57,11 @@ def make_token(*, lifetime: float = 3600, drop: tuple[str, ...] = (), **claims: 
     return jwt.encode(payload, "test-key-that-is-long-enough-for-hs256!", algorithm="HS256")
 
 
+def nearly_expired(**claims: Any) -> str:
+    """Make a token near the end of an hour's life: 5 minutes left, so the identity server replaces it."""
+    return make_token(lifetime=300, iat=int(time.time()) - 3300, **claims)
+
+
 def base_env(**extra: str) -> dict[str, str]:
     """Return this process's environment (already cleaned) plus EXTRA."""
     env = dict(os.environ)
@@ -113,23 +118,26 @@ def claims_of(token: str) -> dict[str, Any]:
 
 
 #: A stand-in for `az account get-access-token --resource R`: prints a token for R, living LIFETIME
-#: seconds, and appends R to the file COUNT (one line a run). Arguments: R COUNT LIFETIME. Lines added
-#: after it (mint_command's EXTRA) see the token as `token`.
+#: more seconds, issued AGE seconds ago, and appends R to the file COUNT (one line a run). Arguments:
+#: R COUNT LIFETIME AGE. Lines added after it (mint_command's EXTRA) see the token as `token`.
 MINT = f"""
 import sys
 sys.path.insert(0, {str(Path(__file__).parent)!r})
 from helpers import make_token
 with open(sys.argv[2], "a") as f:
     f.write(sys.argv[1] + "\\n")
-token = make_token(aud=sys.argv[1], lifetime=float(sys.argv[3]))
+import time
+token = make_token(aud=sys.argv[1], lifetime=float(sys.argv[3]), iat=int(time.time()) - int(sys.argv[4]))
 print(token)
 """
 
 
-def mint_command(directory: Path, *, resource: str = "{resource}", lifetime: float = 3600, extra: str = "") -> str:
+def mint_command(
+    directory: Path, *, resource: str = "{resource}", lifetime: float = 3600, age: int = 60, extra: str = ""
+) -> str:
     """Write MINT (plus EXTRA lines) into DIRECTORY; return a --token-cmd that runs it, counting in DIRECTORY/count."""
     script = write_private(directory / "mint.py", MINT + extra)
-    return f"{sys.executable} {script} {resource} {directory / 'count'} {lifetime:g}"
+    return f"{sys.executable} {script} {resource} {directory / 'count'} {lifetime:g} {age}"
 
 
 def alive(pid: int) -> bool:

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from helpers import ARM, TENANT, base_env, explain, make_token, mint_command, run, write_private
+from helpers import ARM, TENANT, base_env, explain, make_token, mint_command, nearly_expired, run, write_private
 
 pytestmark = pytest.mark.slow
 
@@ -236,10 +236,10 @@ print(json.dumps([first, second]))
 def test_short_lived_tokens_are_refreshed_by_the_token_command(
     script: Callable[[str, str], Path], tmp_path: Path
 ) -> None:
-    """Tokens with under 10 minutes left: each request runs the command again, and gets its fresh token."""
+    """Tokens with 9 of their 60 minutes left: each request runs the command again, and gets its fresh token."""
     count = tmp_path / "count"
     client = script("fetch.py", FETCH)
-    token_cmd = mint_command(tmp_path, resource=ARM, lifetime=540)
+    token_cmd = mint_command(tmp_path, resource=ARM, lifetime=540, age=3060)
     result = run(
         "-q", "--identity-server", "--token-cmd", token_cmd, "--", sys.executable, str(client), env=identity_env()
     )
@@ -253,7 +253,7 @@ def test_a_rewritten_token_file_is_read_again(
     script: Callable[[str, str], Path], private_file: Callable[..., Path]
 ) -> None:
     """A token file rotated between two requests (workload identity): the second request gets the new token."""
-    old, new = make_token(lifetime=540), make_token(lifetime=3600)
+    old, new = nearly_expired(), make_token(lifetime=3600)
     path, rotated = private_file(old), private_file(new, name="rotated")
     client = script("fetch.py", FETCH)
     result = run(
@@ -422,7 +422,7 @@ def test_a_refresh_commands_stderr_is_masked(script: Callable[[str, str], Path],
     client = script("client.py", PRINTING_CLIENT)
     # Five-minute tokens are due for refresh at once; from its second run on, it also prints the token on stderr.
     loud = "\nif len(open(sys.argv[2]).read().split()) > 1:\n    print('refresh says:', token, file=sys.stderr)\n"
-    token_cmd = mint_command(tmp_path, lifetime=300, extra=loud)
+    token_cmd = mint_command(tmp_path, lifetime=300, age=3300, extra=loud)
     result = run("-q", "--mask", "--identity-server", "--token-cmd", token_cmd, "--", sys.executable, str(client), ARM)
     assert result.returncode == 0, explain(result)
     assert "refresh says: ***" in result.stderr, explain(result)
@@ -490,3 +490,24 @@ def test_slow_clients_do_not_keep_azexec_alive_after_command(
     assert result.returncode == 0, explain(result)
     assert ready.exists()
     assert took < 15, f"azexec stayed {took:.1f}s: it waited for the slow clients"
+
+
+@pytest.mark.parametrize(
+    "stray",
+    [
+        {"AZURE_CLIENT_ID": "0b1c2d3e-0000-4000-8000-0000000000cc"},
+        {"AZURE_CLIENT_ID": "0b1c2d3e-0000-4000-8000-0000000000cc", "AZURE_CLIENT_SECRET": "not-a-real-secret"},
+        {"AZURE_TOKEN_CREDENTIALS": "dev"},
+        {"AZURE_FEDERATED_TOKEN_FILE": "/nonexistent", "AZURE_TENANT_ID": TENANT},
+    ],
+    ids=["client id", "client secret", "AZURE_TOKEN_CREDENTIALS=dev", "federated token file"],
+)
+def test_the_sdk_uses_the_server_whatever_the_parent_set(
+    script: Callable[[str, str], Path], stray: dict[str, str]
+) -> None:
+    """DefaultAzureCredential gets the served token, not another identity or credential the parent configured."""
+    tok = make_token(lifetime=7200)
+    client = script("client.py", PYTHON_CLIENT)
+    result = with_client(client, "default", ARM + ".default", env=identity_env(T=tok, **stray))
+    assert result.returncode == 0, explain(result)
+    assert result.stdout.split()[0] == sha(tok)

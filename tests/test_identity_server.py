@@ -8,13 +8,25 @@ import json
 import select
 import socket
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, NamedTuple
 from urllib.parse import urlencode, urlsplit
 
 import pytest
-from helpers import ARM, TENANT, held, make_token, mint_command, request, start_part, wait_until, write_private
+from helpers import (
+    ARM,
+    TENANT,
+    held,
+    make_token,
+    mint_command,
+    nearly_expired,
+    request,
+    start_part,
+    wait_until,
+    write_private,
+)
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -200,7 +212,7 @@ def test_no_request_gets_a_5xx_or_a_secret(
 
 def test_a_refresh_storm_runs_the_token_command_once(tmp_path: Any) -> None:
     """100 clients at the moment of refresh: one token command run serves them all."""
-    stale = make_token(lifetime=300)
+    stale = nearly_expired()
     command = sources.Command(mint_command(tmp_path, resource=ARM), timeout=30, label="--token-cmd")
     provider = held(stale, source=command)
     results: list[str] = []
@@ -217,7 +229,7 @@ def test_a_refresh_storm_runs_the_token_command_once(tmp_path: Any) -> None:
 
 def test_an_env_file_token_is_read_again_like_a_token_file(tmp_path: Path) -> None:
     """A token held in an --env-file is refreshed from the file, as a --token-file one is."""
-    stale, fresh = make_token(lifetime=300), make_token(lifetime=3600)
+    stale, fresh = nearly_expired(), make_token(lifetime=3600)
     env_file = write_private(tmp_path / "azure.env", f"AZURE_CLI_ACCESS_TOKEN={stale}\n")
     provider = held(stale, source=sources.EnvFile(str(env_file), label="--env-file"))
     write_private(env_file, f"AZURE_CLI_ACCESS_TOKEN={fresh}\n")
@@ -227,9 +239,11 @@ def test_an_env_file_token_is_read_again_like_a_token_file(tmp_path: Path) -> No
 @pytest.mark.parametrize("resource", [ARM, "https://vault.azure.net"], ids=["refreshed", "per resource"])
 def test_min_validity_refuses_a_later_token_with_too_little_left(tmp_path: Path, resource: str) -> None:
     """--min-validity 30m: a refreshed or per-resource token living 20 minutes gets a 4xx that names it."""
-    stale = make_token(lifetime=300)  # due for refresh: every request for ARM reads the source again
+    stale = nearly_expired()
     command = sources.Command(mint_command(tmp_path, lifetime=1200), timeout=30, label="--token-cmd")
-    policy = TokenPolicy(min_validity=1800, tenants=(Tenant(TENANT, "the test"),))
+    # Seven minutes on: the held token has expired, so nothing can be served in place of the refused one.
+    later = lambda: time.time() + 420  # noqa: E731 - a clock
+    policy = TokenPolicy(min_validity=1800, tenants=(Tenant(TENANT, "the test"),), clock=later)
     part = IdentityServer(held(stale, source=command, policy=policy), tenant=TENANT, subscription=None)
     live = Live(start_part(part))
     try:
@@ -269,9 +283,11 @@ def test_a_malformed_resource_never_reaches_the_token_command(tmp_path: Path, re
 
 def test_a_later_token_without_a_tenant_is_refused(private_file: Callable[..., Path]) -> None:
     """A refreshed token with no tid claim cannot be shown to be the held token's tenant: refused."""
-    path = private_file(make_token(lifetime=300))  # due for refresh
-    plan = prepare(request(token_file=str(path)), {})
+    path = private_file(nearly_expired())
+    now = [time.time()]
+    plan = prepare(request(token_file=str(path)), {}, clock=lambda: now[0])
     path.write_text(make_token(lifetime=3600, drop=("tid",)))
+    now[0] += 420  # the held token has expired: nothing can be served in place of the refused one
     with pytest.raises(Refused, match=f"names no tenant .*for tenant {TENANT}"):
         Provider.for_plan(plan).get(ARM)
 
@@ -372,3 +388,110 @@ def test_a_trickling_head_is_cut_off_at_its_deadline(live: Live) -> None:
                 closed = True
                 break
     assert closed
+
+
+def test_a_failed_refresh_serves_the_valid_token_warns_once_and_retries_later(tmp_path: Path) -> None:
+    """The token command fails while the held token has 5 minutes left: served, one warning, no retry storm."""
+    stale = nearly_expired()
+    count = tmp_path / "count"
+    command = sources.Command(
+        f"sh -c 'echo run >> {count}; echo vault sealed >&2; exit 2'", timeout=30, label="--token-cmd"
+    )
+    warnings: list[str] = []
+    provider = held(stale, source=command)
+    provider.warn = warnings.append
+    answers = [provider.get(ARM).token.reveal() for _ in range(5)]
+    assert answers == [stale] * 5
+    assert count.read_text().split() == ["run"]  # tried once; again only after RETRY_SECONDS
+    (warning,) = warnings
+    assert warning.startswith("refreshing the token failed: --token-cmd failed: sh exited with status 2")
+    assert "serving the token held" in warning
+
+
+def test_a_short_lived_source_is_not_run_on_every_request(tmp_path: Path) -> None:
+    """Eight-minute tokens (under the 10-minute threshold) are replaced halfway through their life, not per request."""
+    command = sources.Command(mint_command(tmp_path, lifetime=480), timeout=30, label="--token-cmd")
+    first = make_token(lifetime=480)
+    provider = held(first, source=command)
+    assert [provider.get(ARM).token.reveal() for _ in range(5)] == [first] * 5
+    assert not (tmp_path / "count").exists()
+
+
+def test_a_source_that_gives_the_same_token_back_is_not_asked_again_at_once(
+    tmp_path: Path, private_file: Callable[..., Path]
+) -> None:
+    """az's own cache in its last minutes hands back the token held: azexec asks again only later."""
+    stale = nearly_expired()
+    path = private_file(stale)
+    count = tmp_path / "count"
+    provider = held(
+        stale, source=sources.Command(f"sh -c 'echo run >> {count}; cat {path}'", timeout=30, label="--token-cmd")
+    )
+    assert [provider.get(ARM).token.reveal() for _ in range(5)] == [stale] * 5
+    assert count.read_text().split() == ["run"]
+
+
+APP_ID = "11111111-2222-4333-8444-555555555555"
+OTHER = "99999999-2222-4333-8444-555555555555"
+UAMI = "/subscriptions/x/resourceGroups/y/providers/Microsoft.ManagedIdentity/userAssignedIdentities/z"
+
+
+@pytest.mark.parametrize(
+    ("parameter", "value", "status"),
+    [
+        ("client_id", APP_ID, 200),
+        ("client_id", APP_ID.upper(), 200),
+        ("client_id", OTHER, 400),
+        ("object_id", OTHER, 400),
+        ("principal_id", OTHER, 400),
+        (
+            "mi_res_id",
+            "/subscriptions/x/resourceGroups/y/providers/Microsoft.ManagedIdentity/userAssignedIdentities/z",
+            400,
+        ),
+        (
+            "msi_res_id",
+            "/subscriptions/x/resourceGroups/y/providers/Microsoft.ManagedIdentity/userAssignedIdentities/z",
+            400,
+        ),
+    ],
+    ids=[
+        "own client_id",
+        "own client_id, other case",
+        "other client_id",
+        "object_id",
+        "principal_id",
+        "mi_res_id",
+        "msi_res_id",
+    ],
+)
+def test_a_request_for_another_identity_is_refused(live: Live, parameter: str, value: str, status: int) -> None:
+    """Only the held token's own identity is served; a request naming another gets a 400 naming both."""
+    got, body = live.app_service("?" + urlencode({"api-version": "2019-08-01", "resource": ARM, parameter: value}))
+    assert got == status, body
+    if status == 400:
+        assert f"asks for the identity with {parameter}" in body["message"]
+        assert f"client_id {APP_ID}" in body["message"]
+
+
+def test_variables_naming_another_credential_are_removed() -> None:
+    """AZURE_CLIENT_ID, ARM_CLIENT_ID, secrets, certificates, federated token files: gone from COMMAND's environment."""
+    stray = {
+        "AZURE_CLIENT_ID": "a",
+        "AZURE_CLIENT_SECRET": "b",
+        "AZURE_CLIENT_CERTIFICATE_PATH": "c",
+        "AZURE_FEDERATED_TOKEN_FILE": "d",
+        "ARM_CLIENT_ID": "e",
+        "ARM_CLIENT_SECRET": "f",
+        "ARM_OIDC_TOKEN": "g",
+        "AZURE_TOKEN_CREDENTIALS": "dev",
+        "UNRELATED": "kept",
+    }
+    part = IdentityServer(held(TOKEN), tenant=TENANT, subscription=None)
+    env = start_part(part, stray)
+    part.stop(0)
+    assert {name: env.get(name) for name in stray} == {
+        **dict.fromkeys(stray),
+        "AZURE_TOKEN_CREDENTIALS": "ManagedIdentityCredential",
+        "UNRELATED": "kept",
+    }

@@ -12,7 +12,19 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from helpers import ARM, AZEXEC, SUBSCRIPTION, TENANT, all_gone, base_env, held, make_token, request, wait_until
+from helpers import (
+    ARM,
+    AZEXEC,
+    SUBSCRIPTION,
+    TENANT,
+    all_gone,
+    base_env,
+    held,
+    make_token,
+    nearly_expired,
+    request,
+    wait_until,
+)
 
 from azexec import sources
 from azexec.bounded import MAX_SOURCE_BYTES
@@ -411,6 +423,6 @@ def test_a_refresh_command_leaving_a_job_holding_stdout_is_read_at_its_exit(
     path = private_file(fresh)
     pids = tmp_path / "pids"
     command = sources.Command(f"sh -c '(sleep 300 & echo $! > {pids}); cat {path}'", timeout=20, label="--token-cmd")
-    provider = held(make_token(lifetime=300), source=command)
+    provider = held(nearly_expired(), source=command)
     assert provider.get(ARM).token.reveal() == fresh
     assert all_gone([int(pids.read_text())])

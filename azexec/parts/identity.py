@@ -29,12 +29,37 @@ from urllib.parse import SplitResult, parse_qs, urlsplit
 from azexec import resources
 from azexec.errors import Refused
 from azexec.parts import Added, Context
-from azexec.parts.provider import Provider
+from azexec.parts.provider import IDENTITY_PARAMETERS, Provider
 from azexec.redact import show
 from azexec.token import Accepted
 
 #: Variables that would make a client pick another managed-identity protocol.
 OTHER_PROTOCOLS = ("IDENTITY_SERVER_THUMBPRINT", "IMDS_ENDPOINT", "MSI_ENDPOINT", "MSI_SECRET")
+#: Variables that would make a client use another credential, or ask for another identity, than the token
+#: azexec serves: removed from COMMAND's environment, as a stale subscription is.
+OTHER_CREDENTIALS = (
+    "AZURE_CLIENT_ID",
+    "AZURE_CLIENT_SECRET",
+    "AZURE_CLIENT_CERTIFICATE_PATH",
+    "AZURE_CLIENT_CERTIFICATE_PASSWORD",
+    "AZURE_CLIENT_SEND_CERTIFICATE_CHAIN",
+    "AZURE_FEDERATED_TOKEN_FILE",
+    "AZURE_USERNAME",
+    "AZURE_PASSWORD",
+    "ARM_CLIENT_ID",
+    "ARM_CLIENT_ID_FILE_PATH",
+    "ARM_CLIENT_SECRET",
+    "ARM_CLIENT_SECRET_FILE_PATH",
+    "ARM_CLIENT_CERTIFICATE",
+    "ARM_CLIENT_CERTIFICATE_PATH",
+    "ARM_CLIENT_CERTIFICATE_PASSWORD",
+    "ARM_OIDC_TOKEN",
+    "ARM_OIDC_TOKEN_FILE_PATH",
+    "ARM_OIDC_REQUEST_TOKEN",
+    "ARM_OIDC_REQUEST_URL",
+    "ARM_USE_OIDC",
+    "ARM_USE_AKS_WORKLOAD_IDENTITY",
+)
 #: A request that takes longer than this to arrive is cut off.
 SOCKET_TIMEOUT_SECONDS = 5.0
 #: The whole request head (request line and headers) must arrive within this, however it trickles in;
@@ -148,6 +173,10 @@ class Handler(BaseHTTPRequestHandler):
             return
         try:
             resource = self._checked_resource()
+            query = parse_qs(urlsplit(self.path).query)
+            self.server.provider.check_identity(
+                {name: values[0] for name in IDENTITY_PARAMETERS if (values := query.get(name))}
+            )
             answer = self.server.provider.get(resource)
         except Refused as e:
             self._send(e.status, _error(e.status, e.message))
@@ -268,14 +297,15 @@ class IdentityServer:
         self.provider.serve(context)
         self.server = server = Server(self.provider)
         base = f"http://127.0.0.1:{server.port}"
-        env: dict[str, str | None] = dict.fromkeys(OTHER_PROTOCOLS)
+        env: dict[str, str | None] = dict.fromkeys((*OTHER_PROTOCOLS, *OTHER_CREDENTIALS))
         env["IDENTITY_ENDPOINT"] = base + server.app_service_path
         env["IDENTITY_HEADER"] = server.header
         # Clients read one spelling or the other (az and Python the lower case first): both get the union.
         given = [entry.strip() for name in ("NO_PROXY", "no_proxy") for entry in context.env.get(name, "").split(",")]
         bypass = ",".join(dict.fromkeys(entry for entry in [*given, "127.0.0.1", "localhost"] if entry))
         env["NO_PROXY"] = env["no_proxy"] = bypass
-        env["AZURE_TOKEN_CREDENTIALS"] = context.env.get("AZURE_TOKEN_CREDENTIALS", "ManagedIdentityCredential")
+        # Always: a parent's AZURE_TOKEN_CREDENTIALS=dev would make DefaultAzureCredential skip the server.
+        env["AZURE_TOKEN_CREDENTIALS"] = "ManagedIdentityCredential"  # noqa: S105 - a credential's name
         env["ARM_USE_MSI"] = "true"
         env["ARM_MSI_ENDPOINT"] = base + server.imds_path
         if self.tenant is not None:

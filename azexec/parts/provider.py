@@ -15,43 +15,66 @@ from typing import TYPE_CHECKING
 
 from azexec import resources
 from azexec.errors import AzexecError, Refused, TokenSourceError
-from azexec.token import Accepted, TokenPolicy, expired
+from azexec.token import Accepted, Claims, TokenPolicy, expired
 
 if TYPE_CHECKING:
-    from azexec.parts import Context, Secrets
+    from azexec.parts import Context, Say, Secrets
     from azexec.plan import Plan
     from azexec.sources import TokenSource
     from azexec.tokencmd import Jobs
 
-#: A token with less than this left is replaced before it is served (when its source can be read again).
+#: The query parameters with which a client names a user-assigned identity, and the claim that must match each.
+IDENTITY_PARAMETERS = {
+    "client_id": "app",
+    "object_id": "object_id",
+    "principal_id": "object_id",
+    "mi_res_id": "resource_id",
+    "msi_res_id": "resource_id",
+}
+
+#: A token with less than this left is replaced before it is served (when its source can be read again)...
 REFRESH_SECONDS = 600
+#: ...or less than this share of its life (from its iat claim, else from when azexec got it): a source
+#: whose tokens live 10 minutes or less is not run again on every request.
+REFRESH_SHARE = 0.5
+#: After a refresh failed, or gave back the very token held (az's own cache in its last minutes), while
+#: that token is still valid: how long it is served before the source is read again.
+RETRY_SECONDS = 30.0
 
 
 class Provider:
     """Hand out the token for a resource, refreshing and checking as needed; safe across threads."""
 
-    def __init__(self, first: Accepted, *, source: TokenSource, policy: TokenPolicy, jobs: Jobs) -> None:
+    def __init__(
+        self, first: Accepted, *, source: TokenSource, policy: TokenPolicy, jobs: Jobs, warn: Say | None = None
+    ) -> None:
         self.first = first
         self.source = source
         self.policy = policy
         self.jobs = jobs
+        #: Says, once per run of failures, that a refresh failed and the cached token is served meanwhile.
+        self.warn: Say = warn or (lambda message: None)
         #: Told of every token handed out, once serving (see serve()).
         self.secrets: Secrets | None = None
         self.clock = policy.clock
         #: By normalised resource; "" is the held token's audience.
         self.cache: dict[str, Accepted] = {"": first}
+        #: When each cached token was obtained, and until when a failed refresh is not tried again.
+        self.obtained: dict[str, float] = {"": self.clock()}
+        self.retry_after: dict[str, float] = {}
+        self.failing = False
         #: The last fetch's result per resource, so that requests waiting on it share it.
         self.outcomes: dict[str, Accepted | Refused] = {}
         self.locks: dict[str, threading.Lock] = {}
         self.guard = threading.Lock()
 
     @classmethod
-    def for_plan(cls, plan: Plan) -> Provider:
+    def for_plan(cls, plan: Plan, *, warn: Say | None = None) -> Provider:
         """Return the provider for a checked plan: its token first, fresh ones from its source."""
         from azexec.tokencmd import Jobs
 
         first = Accepted(plan.token, plan.claims, plan.expires_at, (), ())
-        return cls(first, source=plan.source, policy=plan.later_policy(), jobs=Jobs())
+        return cls(first, source=plan.source, policy=plan.later_policy(), jobs=Jobs(), warn=warn)
 
     def serve(self, context: Context) -> None:
         """Start serving in resident mode: token commands get the caller's signal mask, every token is masked."""
@@ -70,6 +93,20 @@ class Provider:
     def audiences(self) -> tuple[str, ...] | None:
         """Return the held token's audiences; None when it was not decoded (--no-verify)."""
         return self.first.claims.audiences if self.first.claims is not None else None
+
+    def check_identity(self, asked: dict[str, str]) -> None:
+        """Refuse a request that names an identity (client_id, object_id, …) other than the held token's."""
+        from azexec.redact import show
+
+        claims = self.first.claims
+        for name, value in asked.items():
+            held = None if claims is None else getattr(claims, IDENTITY_PARAMETERS[name])
+            if held is None or held.lower() != value.lower():
+                mine = "unknown (--no-verify)" if claims is None else _identity(claims)
+                raise Refused(
+                    f"the request asks for the identity with {name} {show(value)}, but the token azexec holds is "
+                    f"{mine}; unset what makes the client ask for another identity (AZURE_CLIENT_ID, ARM_CLIENT_ID)"
+                )
 
     def refreshable(self) -> bool:
         """Tell whether an expiring token will be replaced (so no expiry is worth a warning)."""
@@ -90,20 +127,55 @@ class Provider:
                     raise latest
                 if latest.expires_at > self.clock():
                     return latest
-            current = self.cache.get(key)
-            if current is not None and current.expires_at - self.clock() >= REFRESH_SECONDS:
+            return self._cached_or_fetched(key, None if held else resource)
+
+    def _cached_or_fetched(self, key: str, resource: str | None) -> Accepted:
+        """Return the cached token for KEY while it is good, else a fresh one (under KEY's lock)."""
+        current = self.cache.get(key)
+        now = self.clock()
+        valid = current is not None and current.expires_at > now
+        if current is not None and (self._fresh(key, current, now) or (valid and self._resting(key, now))):
+            return current
+        if not self.source.rereadable():
+            if current is not None and valid:
                 return current
-            if not self.source.rereadable():
-                if current is not None and current.expires_at > self.clock():
-                    return current
-                raise Refused(self._expired(current))
-            try:
-                fresh = self._fetch(None if held else resource)
-            except Refused as e:
-                self.outcomes[key] = e
-                raise
-            self.cache[key] = self.outcomes[key] = fresh
-            return fresh
+            raise Refused(self._expired(current))
+        try:
+            fresh = self._fetch(resource)
+        except Refused as e:
+            if current is not None and valid:
+                return self._keep(key, current, e)
+            self.outcomes[key] = e
+            raise
+        if current is not None and fresh.token == current.token and self.source.costly():
+            # The command has nothing newer yet (az's own cache): run it again later, not on every request.
+            self.retry_after[key] = self.clock() + RETRY_SECONDS
+        self.cache[key] = self.outcomes[key] = fresh
+        self.obtained[key] = self.clock()
+        self.failing = False
+        return fresh
+
+    def _fresh(self, key: str, token: Accepted, now: float) -> bool:
+        """Tell whether TOKEN has enough of its life left not to be replaced yet."""
+        issued = token.claims.issued_at if token.claims is not None else None
+        life = token.expires_at - (issued if issued is not None else self.obtained.get(key, now))
+        return token.expires_at - now >= min(REFRESH_SECONDS, life * REFRESH_SHARE)
+
+    def _resting(self, key: str, now: float) -> bool:
+        """Tell whether a refresh failed a moment ago (and is not to be tried again yet)."""
+        return self.retry_after.get(key, 0.0) > now
+
+    def _keep(self, key: str, current: Accepted, error: Refused) -> Accepted:
+        """Serve CURRENT, still valid, after refreshing it failed with ERROR; say so once, try again later."""
+        from azexec.token import describe_span
+
+        self.retry_after[key] = self.clock() + RETRY_SECONDS
+        self.outcomes[key] = current
+        if not self.failing:
+            self.failing = True
+            left = describe_span(current.expires_at - self.clock())
+            self.warn(f"{error}; serving the token held, valid {left} more, and trying again later")
+        return current
 
     def stop(self) -> None:
         """Fetch nothing more, and kill every token command still running."""
@@ -146,3 +218,11 @@ class Provider:
         return (
             f"{message}; its source (stdin, a variable, a pipe) cannot be read again: restart azexec with a fresh one"
         )
+
+
+def _identity(claims: Claims) -> str:
+    """Describe whose token this is, by the claims a request can name."""
+    from azexec.redact import show
+
+    named = [("client_id", claims.app), ("object_id", claims.object_id), ("mi_res_id", claims.resource_id)]
+    return ", ".join(f"{name} {show(value)}" for name, value in named if value) or "an identity without those claims"
