@@ -128,7 +128,7 @@ MAX_DURATION = 7 * 24 * 3600.0
     default=60.0,
     show_default=True,
     metavar="SECONDS",
-    help="Kill --token-cmd and all it started after this long.",
+    help="Kill --token-cmd and all it started (and, with --az-login, az login) after this long.",
 )
 @option("--token-env", metavar="NAME", help="Take the token from variable NAME; COMMAND does not inherit NAME.")
 @option(
@@ -260,9 +260,16 @@ def cli(
             return
         if not command and not quiet:
             _echo_err(f"starting {argv[0]} with the token set; exit the shell to drop it")
-        modes = launch.Modes(stay=no_exec, mask=mask, identity_server=identity_server, az_login=az_login)
+        modes = launch.Modes(
+            stay=no_exec,
+            mask=mask,
+            identity_server=identity_server,
+            az_login=az_login,
+            helper_timeout=token_cmd_timeout,
+        )
         closed_fds: tuple[int, ...] = click.get_current_context().obj or ()
-        launch.start(argv, env, checked, modes, closed_fds=closed_fds, warn=warn, diagnose=_echo_err)
+        note = _ignore if quiet else _echo_err
+        launch.start(argv, env, checked, modes, closed_fds=closed_fds, warn=warn, diagnose=_echo_err, note=note)
 
 
 def _from_environment() -> frozenset[str]:

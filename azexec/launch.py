@@ -23,6 +23,8 @@ class Modes(NamedTuple):
     identity_server: bool = False
     #: --az-login: log today's az in through the identity server, in a private directory.
     az_login: bool = False
+    #: --token-cmd-timeout: how long a helper (az login) may take.
+    helper_timeout: float = 60.0
 
     def resident(self) -> bool:
         """Tell whether azexec stays as COMMAND's parent."""
@@ -53,7 +55,7 @@ def default_shell(environ: Mapping[str, str]) -> list[str]:
     return [environ.get("SHELL") or BOURNE_SHELL]
 
 
-def parts(plan: Plan, modes: Modes, *, warn: Say, diagnose: Say) -> list[Part]:
+def parts(plan: Plan, modes: Modes, *, warn: Say, diagnose: Say, note: Say) -> list[Part]:
     """Return the parts that live beside COMMAND, in the order they start (and the reverse of their stops)."""
     built: list[Part] = []
     serving = modes.identity_server or modes.az_login
@@ -68,7 +70,8 @@ def parts(plan: Plan, modes: Modes, *, warn: Say, diagnose: Say) -> list[Part]:
     if modes.az_login:
         from azexec.parts.azlogin import AzLogin
 
-        built.append(AzLogin(subscription=plan.subscription.value if plan.subscription else None))
+        subscription = plan.subscription.value if plan.subscription else None
+        built.append(AzLogin(subscription=subscription, timeout=modes.helper_timeout, note=note))
     if modes.mask:
         from azexec.parts.mask import Mask
 
@@ -90,11 +93,12 @@ def start(
     closed_fds: tuple[int, ...],
     warn: Say,
     diagnose: Say,
+    note: Say,
 ) -> NoReturn:
     """Run ARGV: exec it, or stay as its parent with the parts MODES ask for.
 
-    WARN prints the expiry warnings (silenced by -q); DIAGNOSE explains a failure after COMMAND exits.
-    CLOSED_FDS are the standard descriptors the caller left closed.
+    WARN prints warnings and NOTE what azexec waits for (both silenced by -q); DIAGNOSE explains a
+    failure after COMMAND exits. CLOSED_FDS are the standard descriptors the caller left closed.
     """
     if not modes.resident():
         execute(argv, env)
@@ -103,4 +107,5 @@ def start(
         require(argv[0], env)
     from azexec import supervise
 
-    supervise.run(argv, env, parts(plan, modes, warn=warn, diagnose=diagnose), closed_fds=closed_fds)
+    built = parts(plan, modes, warn=warn, diagnose=diagnose, note=note)
+    supervise.run(argv, env, built, closed_fds=closed_fds)

@@ -340,3 +340,106 @@ def test_a_command_that_cannot_run_fails_before_az_login(tmp_path: Path) -> None
     assert result.returncode == 127, explain(result)
     assert "azexec-no-such-command: command not found" in result.stderr
     assert not ran.exists()
+
+
+def _fake_az(tmp_path: Path, script: str) -> dict[str, str]:
+    """An environment whose az is SCRIPT (sh), with a private runtime directory and its own config dir."""
+    fake_bin, runtime = tmp_path / "bin", tmp_path / "runtime"
+    fake_bin.mkdir()
+    runtime.mkdir(mode=0o700)
+    az = fake_bin / "az"
+    az.write_text("#!/bin/sh\n" + script)
+    az.chmod(0o755)
+    return {
+        **base_env(),
+        "PATH": f"{fake_bin}:{base_env()['PATH']}",
+        "XDG_RUNTIME_DIR": str(runtime),
+        "AZURE_CONFIG_DIR": str(tmp_path / "azure"),
+    }
+
+
+def _broken_config(kind: str, config: Path) -> None:
+    """Make the user's az config CONFIG (in a config dir) broken in the way KIND names."""
+    if kind == "config dir is a file":
+        config.parent.write_text("not a directory")
+        return
+    config.parent.mkdir()
+    if kind == "FIFO":
+        os.mkfifo(config)
+    elif kind == "symlink loop":
+        config.symlink_to(config)
+    elif kind == "link to /dev/zero":
+        config.symlink_to("/dev/zero")
+    elif kind == "over 1 MiB":
+        config.write_text("[core]\n" + "# padding\n" * 120_000)
+    elif kind == "not an INI file":
+        config.write_text("this is not = an ini\n[unclosed\n")
+
+
+@pytest.mark.parametrize(
+    "kind", ["config dir is a file", "FIFO", "symlink loop", "link to /dev/zero", "over 1 MiB", "not an INI file"]
+)
+def test_a_broken_user_config_is_one_line_and_125(tmp_path: Path, kind: str) -> None:
+    """Copying the user's settings checks them: anything but a small regular az config fails at once, az never runs."""
+    ran = tmp_path / "az-ran"
+    env = _fake_az(tmp_path, f"touch {ran}\n")
+    _broken_config(kind, Path(env["AZURE_CONFIG_DIR"]) / "config")
+    path = token_file(tmp_path, make_token())
+    result = run("--az-login", "--token-file", str(path), "--", "true", env=env, timeout=30)
+    assert result.returncode == 125, explain(result)
+    assert result.stderr.startswith("azexec: --az-login: "), explain(result)
+    assert len(result.stderr.splitlines()) == 1, explain(result)
+    assert not ran.exists()
+    assert list((tmp_path / "runtime").iterdir()) == []
+
+
+def test_az_login_has_a_deadline(tmp_path: Path) -> None:
+    """An az login that never returns: killed at --token-cmd-timeout, one line naming it, 125, nothing left."""
+    pids = tmp_path / "pids"
+    env = _fake_az(tmp_path, f"echo $$ > {pids}\necho 'contacting ARM' >&2\nexec sleep 300\n")
+    path = token_file(tmp_path, make_token())
+    result = run("--az-login", "--token-cmd-timeout", "2s", "--token-file", str(path), "--", "true", env=env)
+    assert result.returncode == 125, explain(result)
+    assert "contacting ARM" in result.stderr  # az's own messages, then azexec's line
+    assert "az login --identity did not finish within 2s and was killed" in result.stderr
+    assert all_gone([int(pids.read_text())])
+    assert list((tmp_path / "runtime").iterdir()) == []
+
+
+@pytest.mark.parametrize("quiet", [False, True], ids=["noted", "quiet"])
+def test_a_slow_az_login_is_noted(tmp_path: Path, quiet: bool) -> None:
+    """az login taking 4 s: one line says what azexec waits for (not with -q); then COMMAND runs."""
+    env = _fake_az(tmp_path, 'case "$1" in login) sleep 4;; esac\nexit 0\n')
+    path = token_file(tmp_path, make_token())
+    result = run(*(["-q"] if quiet else []), "--az-login", "--token-file", str(path), "--", "true", env=env)
+    assert result.returncode == 0, explain(result)
+    noted = "azexec: waiting for az login --identity (through azexec's identity server)…"
+    assert (noted in result.stderr) is not quiet, explain(result)
+
+
+def test_az_keeps_the_users_extensions_and_logs_stay_private(tmp_path: Path) -> None:
+    """COMMAND's az looks for extensions where the user's az does; its log directory is the private one."""
+    env = _fake_az(tmp_path, "exit 0\n")
+    config = Path(env["AZURE_CONFIG_DIR"])
+    config.mkdir()
+    (config / "config").write_text("[logging]\nenable_log_file = yes\nlog_dir = /tmp/azexec-outside\n")
+    path = token_file(tmp_path, make_token())
+    script = 'printf "%s\\n" "$AZURE_EXTENSION_DIR" "$AZURE_LOGGING_LOG_DIR" "$AZURE_CONFIG_DIR"'
+    result = run("--az-login", "--token-file", str(path), "--", "sh", "-c", script, env=env)
+    assert result.returncode == 0, explain(result)
+    extensions, logs, private = result.stdout.split()
+    assert extensions == str(config / "cliextensions")
+    assert logs == private
+
+
+def test_the_real_az_writes_no_log_outside_the_private_directory(
+    az_env: dict[str, str], arm: FakeArm, tmp_path: Path
+) -> None:
+    """A user config with enable_log_file and log_dir: az's logs of its identity-server requests stay private."""
+    outside = tmp_path / "az-logs"
+    config = Path(az_env["AZURE_CONFIG_DIR"]) / "config"
+    config.write_text(config.read_text() + f"\n[logging]\nenable_log_file = yes\nlog_dir = {outside}\n")
+    path = token_file(tmp_path, make_token())
+    result = run("--az-login", "--token-file", str(path), "--", "az", "group", "list", env=az_env, timeout=180)
+    assert result.returncode == 0, explain(result)
+    assert not outside.exists() or list(outside.rglob("*")) == []

@@ -14,17 +14,24 @@ import contextlib
 import os
 import shutil
 import signal
+import stat
 import tempfile
 import threading
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 
 from azexec.errors import AzLoginError, Terminated
-from azexec.parts import Added, Context
+from azexec.parts import Added, Context, Say
 from azexec.process import signals
 from azexec.program import which
+from azexec.redact import show
 
 #: What may be copied from the user's az directory: output format, defaults, registered clouds.
 COPIED = ("config", "clouds.config")
+#: A settings file larger than this is no settings file.
+MAX_SETTINGS_BYTES = 1 << 20
+#: After this long, az login gets a one-line note saying what azexec waits for.
+NOTE_SECONDS = 3.0
 
 
 def private_parent(environ: Mapping[str, str]) -> str:
@@ -46,8 +53,11 @@ def user_config_dir(environ: Mapping[str, str]) -> str:
 class AzLogin:
     """Log az in through the identity server, in a private directory that lives as long as COMMAND."""
 
-    def __init__(self, *, subscription: str | None) -> None:
+    def __init__(self, *, subscription: str | None, timeout: float, note: Say) -> None:
         self.subscription = subscription
+        #: How long az login (and az account set) may take: --token-cmd-timeout.
+        self.timeout = timeout
+        self.note = note
         self.directory: str | None = None
         #: The caller's signal mask, for az (resident mode blocks what it forwards; az must not inherit that).
         self.mask: frozenset[int] = frozenset()
@@ -61,17 +71,42 @@ class AzLogin:
         found = which("az", context.env)
         if found.path is None or found.status is not None:
             raise AzLoginError("--az-login: az is not on COMMAND's PATH", "install the Azure CLI, or drop --az-login")
-        self.directory = tempfile.mkdtemp(prefix="azexec-az-", dir=private_parent(context.env))  # mode 0700
-        source = user_config_dir(context.env)
-        for name in COPIED:
-            with contextlib.suppress(FileNotFoundError, IsADirectoryError):
-                shutil.copyfile(os.path.join(source, name), os.path.join(self.directory, name))
+        self.directory = directory = tempfile.mkdtemp(prefix="azexec-az-", dir=private_parent(context.env))  # 0700
+        added = {"AZURE_CONFIG_DIR": directory, **self._copy_settings(context.env, directory)}
         # az's own scratch files (Python's tempfile probe among them) go in the private directory too.
-        az_env = {**context.env, "AZURE_CONFIG_DIR": self.directory, "TMPDIR": self.directory}
+        az_env = {**context.env, **added, "TMPDIR": directory}
         self._az(found.path, ["login", "--identity", "--allow-no-subscriptions", "--output", "none"], az_env)
         if self.subscription:
             self._az(found.path, ["account", "set", "--subscription", self.subscription, "--output", "none"], az_env)
-        return Added(env=(("AZURE_CONFIG_DIR", self.directory),))
+        return Added(env=tuple(added.items()))
+
+    def _copy_settings(self, env: Mapping[str, str], directory: str) -> dict[str, str]:
+        """Copy the user's settings into DIRECTORY so that nothing az does leaves it; return variables to set.
+
+        Log files go into the private directory (a log holds the endpoint's secret
+        path); extensions stay where the user's az keeps them.
+        """
+        import configparser
+        import io
+
+        source = user_config_dir(env)
+        text = {name: _read_setting(os.path.join(source, name)) for name in COPIED}
+        config = configparser.ConfigParser(interpolation=None)
+        try:
+            config.read_string(text["config"] or "")
+        except configparser.Error:
+            where = show(os.path.join(source, "config"))
+            raise AzLoginError(f"--az-login: {where} is not in az's config format", _FIX) from None
+        # AZURE_LOGGING_LOG_DIR outranks the config's log_dir (and a parent's value): logs stay private.
+        added = {"AZURE_LOGGING_LOG_DIR": directory}
+        if "AZURE_EXTENSION_DIR" not in env and not config.has_option("extension", "dir"):
+            added["AZURE_EXTENSION_DIR"] = os.path.join(source, "cliextensions")
+        rendered = io.StringIO()
+        config.write(rendered)
+        _write_private(os.path.join(directory, "config"), rendered.getvalue())
+        if text["clouds.config"] is not None:
+            _write_private(os.path.join(directory, "clouds.config"), text["clouds.config"])
+        return added
 
     def running(self) -> None:
         """Nothing to do while COMMAND runs."""
@@ -108,16 +143,53 @@ class AzLogin:
         errors: list[bytes] = []
         reader = threading.Thread(target=_drain, args=(read_err, errors), daemon=True)
         reader.start()
-        status = _wait(pid)
+        what = f"az {args[0]} {args[1]}"
+        status = _wait(pid, self.timeout, lambda: self.note(f"waiting for {what} (through azexec's identity server)…"))
         reader.join()
-        if status != 0:
+        if status is None or status != 0:
             import sys
 
             sys.stderr.buffer.write(b"".join(errors))
             sys.stderr.flush()
-            raise AzLoginError(
-                f"--az-login: az {args[0]} {args[1]} failed (status {status})", "see az's messages above"
-            )
+            if status is None:
+                raise AzLoginError(
+                    f"--az-login: {what} did not finish within {self.timeout:g}s and was killed",
+                    "check that Azure Resource Manager answers (and any proxy); raise --token-cmd-timeout",
+                )
+            raise AzLoginError(f"--az-login: {what} failed (status {status})", "see az's messages above")
+
+
+_FIX = "fix or move it: --az-login copies az's settings from it"
+
+
+def _read_setting(path: str) -> str | None:
+    """Return the settings file PATH (None when there is none); anything but a small regular text file is an error."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | getattr(os, "O_NOCTTY", 0))
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        raise AzLoginError(f"--az-login: cannot read {show(path)}: {e.strerror}", _FIX) from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise AzLoginError(f"--az-login: {show(path)} is not a regular file", _FIX)
+        data = os.read(fd, MAX_SETTINGS_BYTES + 1)
+        if len(data) > MAX_SETTINGS_BYTES:
+            raise AzLoginError(f"--az-login: {show(path)} is larger than 1 MiB", _FIX)
+        return data.decode("utf-8")
+    except OSError as e:
+        raise AzLoginError(f"--az-login: cannot read {show(path)}: {e.strerror}", _FIX) from None
+    except UnicodeDecodeError:
+        raise AzLoginError(f"--az-login: {show(path)} is not UTF-8 text", _FIX) from None
+    finally:
+        os.close(fd)
+
+
+def _write_private(path: str, text: str) -> None:
+    """Write TEXT to PATH, a new file only its owner can read."""
+    with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600), "w") as f:
+        f.write(text)
 
 
 def _drain(fd: int, into: list[bytes]) -> None:
@@ -132,17 +204,29 @@ def _drain(fd: int, into: list[bytes]) -> None:
         os.close(fd)
 
 
-def _wait(pid: int) -> int:
-    """Wait for az; a stop signal (blocked in resident mode, so taken here) kills its group first."""
+def _wait(pid: int, timeout: float, note: Callable[[], None]) -> int | None:
+    """Wait for az, at most TIMEOUT (then kill its group and return None); NOTE once after NOTE_SECONDS.
+
+    A stop signal (blocked in resident mode, so taken here) kills az's group first, then ends azexec.
+    """
     # The stopping signals that resident mode blocks (it forwards them), so that sigtimedwait can take them.
     stopping = signals("stop") & signals("forward")
+    started = time.monotonic()
+    noted = False
     while True:
-        info = signal.sigtimedwait(stopping | {signal.SIGCHLD}, 1.0)
+        info = signal.sigtimedwait(stopping | {signal.SIGCHLD}, 0.25)
         done, status = os.waitpid(pid, os.WNOHANG)
         if done == pid:
             return os.waitstatus_to_exitcode(status)
-        if info is not None and info.si_signo in stopping:
+        waited = time.monotonic() - started
+        stop = info is not None and info.si_signo in stopping
+        if stop or waited > timeout:
             with contextlib.suppress(OSError):
                 os.killpg(pid, signal.SIGKILL)
             os.waitpid(pid, 0)
-            raise Terminated(info.si_signo)
+            if info is not None and stop:
+                raise Terminated(info.si_signo)
+            return None
+        if not noted and waited > NOTE_SECONDS:
+            noted = True
+            note()
