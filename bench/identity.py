@@ -71,15 +71,45 @@ for t in threads: t.join()
 print(sorted(set(statuses)))
 """
 
-#: Mints a token; the first one lives argv[2] seconds (azexec's own, at start), later ones a day.
+#: Mints a token; the first one (azexec's own, at start) is the last argv[2] seconds of an hour's life,
+#: later ones live a day.
 MINT = r"""
 import os, sys, time, jwt
 first = not os.path.exists(sys.argv[1])
 open(sys.argv[1], "a").write("x")
-now = int(time.time())
+now, left = int(time.time()), int(sys.argv[2])
+issued = now - (3600 - left) if first and left < 3600 else now
 claims = {"aud": "https://management.azure.com/", "tid": "00000000-0000-4000-8000-000000000001",
-          "iat": now, "nbf": now, "exp": now + (int(sys.argv[2]) if first else 86400)}
+          "iat": issued, "nbf": issued, "exp": now + (left if first else 86400)}
 print(jwt.encode(claims, "bench-key-not-a-secret-0123456789abcdef", algorithm="HS256"))
+"""
+
+#: The floor: the least a server on this machine can do per request, standard library only. It reads a
+#: request head (up to the blank line; no parsing beyond that) and answers a fixed JSON body, keep-alive,
+#: a thread per connection. It then runs CLIENT against itself, as COMMAND would.
+FLOOR = r"""
+import os, socket, subprocess, sys, threading
+BODY = b'{"access_token": "x", "expires_on": "0", "resource": "r", "token_type": "Bearer"}'
+ANSWER = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (len(BODY), BODY)
+def serve(conn):
+    conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    reader = conn.makefile("rb")
+    with conn, reader:
+        while True:
+            line = reader.readline(65537)
+            if not line:
+                return
+            while line not in (b"\r\n", b"\n", b""):
+                line = reader.readline(65537)
+            conn.sendall(ANSWER)
+listener = socket.create_server(("127.0.0.1", 0))
+def accept():
+    while True:
+        conn, _ = listener.accept()
+        threading.Thread(target=serve, args=(conn,), daemon=True).start()
+threading.Thread(target=accept, daemon=True).start()
+env = dict(os.environ, IDENTITY_ENDPOINT=f"http://127.0.0.1:{listener.getsockname()[1]}/floor", IDENTITY_HEADER="x")
+sys.exit(subprocess.run([sys.executable, *sys.argv[1:]], env=env).returncode)
 """
 
 
@@ -93,6 +123,7 @@ def main() -> None:
     (work / "client.py").write_text(CLIENT)
     (work / "storm.py").write_text(STORM)
     (work / "mint.py").write_text(MINT)
+    (work / "floor.py").write_text(FLOOR)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AZEXEC_", "AZURE_", "IDENTITY_"))}
 
     count = work / "count"
@@ -103,10 +134,21 @@ def main() -> None:
         env=env, capture_output=True, text=True, timeout=600, check=True,
     )  # fmt: skip
     figures = json.loads(result.stdout)
+    floor = json.loads(
+        subprocess.run(
+            [sys.executable, str(work / "floor.py"), str(work / "client.py"), str(args.requests), str(args.clients)],
+            env=env, capture_output=True, text=True, timeout=600, check=True,
+        ).stdout
+    )  # fmt: skip
     print(
         f"{args.requests} requests, {args.clients} clients, {os.cpu_count()} cores: "
         f"{figures['rps']:.0f} requests/s, p50 {figures['p50']:.2f} ms, p99 {figures['p99']:.2f} ms, "
         f"azexec peak RSS {figures['peak_kib'] / 1024:.1f} MiB"
+    )
+    print(
+        f"floor (fixed answer, same client, same run): {floor['rps']:.0f} requests/s, p50 {floor['p50']:.2f} ms, "
+        f"p99 {floor['p99']:.2f} ms; azexec/floor: p50 {figures['p50'] / floor['p50']:.2f}x, "
+        f"p99 {figures['p99'] / floor['p99']:.2f}x"
     )
 
     storm_count = work / "storm-count"

@@ -443,3 +443,12 @@ def test_the_real_az_writes_no_log_outside_the_private_directory(
     result = run("--az-login", "--token-file", str(path), "--", "az", "group", "list", env=az_env, timeout=180)
     assert result.returncode == 0, explain(result)
     assert not outside.exists() or list(outside.rglob("*")) == []
+
+
+def test_mask_masks_a_key_vault_token_the_real_az_prints(az_env: dict[str, str], tmp_path: Path) -> None:
+    """--az-login --mask: az account get-access-token --resource https://vault.azure.net prints ***, not the token."""
+    args = ["--az-login", "--mask", "--token-cmd", mint_command(tmp_path), "--", "az", "account", "get-access-token"]
+    result = run(*args, "--resource", "https://vault.azure.net", "-o", "json", env=az_env, timeout=180)
+    assert result.returncode == 0, explain(result)
+    assert json.loads(result.stdout)["accessToken"] == "***"
+    assert (tmp_path / "count").read_text().split()[-1] == "https://vault.azure.net"

@@ -20,7 +20,19 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from helpers import ARM, TENANT, base_env, explain, make_token, mint_command, nearly_expired, run, write_private
+from helpers import (
+    ARM,
+    TENANT,
+    all_gone,
+    base_env,
+    explain,
+    make_token,
+    mint_command,
+    nearly_expired,
+    run,
+    wait_until,
+    write_private,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -511,3 +523,40 @@ def test_the_sdk_uses_the_server_whatever_the_parent_set(
     result = with_client(client, "default", ARM + ".default", env=identity_env(T=tok, **stray))
     assert result.returncode == 0, explain(result)
     assert result.stdout.split()[0] == sha(tok)
+
+
+#: Eight requests at once, each for its own resource; touches argv[1] when all have ended (answered or refused).
+MANY_CLIENT = """
+import os, sys, threading, urllib.request
+opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+def ask(i):
+    url = os.environ["IDENTITY_ENDPOINT"] + f"?api-version=2019-08-01&resource=https://r{i}.example"
+    try:
+        request = urllib.request.Request(url, headers={"X-IDENTITY-HEADER": os.environ["IDENTITY_HEADER"]})
+        opener.open(request, timeout=60)
+    except Exception:
+        pass
+threads = [threading.Thread(target=ask, args=(i,)) for i in range(8)]
+for t in threads: t.start()
+for t in threads: t.join()
+open(sys.argv[1], "w").close()
+"""
+
+
+def test_no_token_command_outlives_azexec(script: Callable[[str, str], Path], tmp_path: Path) -> None:
+    """COMMAND exits while eight requests' token commands run or start: every one of them dies with azexec."""
+    client = script("many.py", MANY_CLIENT)
+    pids, done = tmp_path / "pids", tmp_path / "done"
+    pids.mkdir()
+    write_private(tmp_path / "token", make_token())
+    slow = f"sh -c 'case {{resource}} in *r?.example) echo $$ > {pids}/$$; exec sleep 300;; esac; cat {tmp_path}/token'"
+    command = (
+        f"{sys.executable} {client} {done} >/dev/null 2>&1 & n=0; "
+        f'while [ -z "$(ls {pids})" ] && [ $n -lt 400 ]; do sleep 0.05; n=$((n+1)); done'
+    )
+    result = run("-q", "--identity-server", "--token-cmd", slow, "--", "sh", "-c", command, env=identity_env())
+    assert result.returncode == 0, explain(result)
+    wait_until(done.exists, what="the end of every request")
+    started = [int(p.read_text()) for p in pids.iterdir()]
+    assert started
+    assert all_gone(started)
