@@ -245,6 +245,7 @@ def cli(
         min_validity=min_validity,
         audiences=audiences,
         verify=not no_verify,
+        require_arm=az_login,
         from_environment=from_environment,
     )
     warn = _ignore if quiet else _warn
@@ -254,6 +255,8 @@ def cli(
         refreshed = (identity_server or az_login) and checked.source.rereadable()
         for warning in checked.warnings if refreshed else (*checked.warnings, *checked.expiring):
             warn(warning)
+        if _is_az(argv) and not (identity_server or az_login) and not dry_run:
+            warn(AZ_NOTE)
         env = launch.child_environment(os.environ, checked.variables(), checked.removed)
         if dry_run:
             _report(checked, argv, env, as_json, az_login=az_login)
@@ -270,6 +273,11 @@ def cli(
         closed_fds: tuple[int, ...] = click.get_current_context().obj or ()
         note = _ignore if quiet else _echo_err
         launch.start(argv, env, checked, modes, closed_fds=closed_fds, warn=warn, diagnose=_echo_err, note=note)
+
+
+def _is_az(argv: list[str]) -> bool:
+    """Tell whether COMMAND is the Azure CLI."""
+    return bool(argv) and os.path.basename(argv[0]) == "az"
 
 
 def _from_environment() -> frozenset[str]:
@@ -295,7 +303,7 @@ def _report(checked: Plan, argv: list[str], env: dict[str, str], as_json: bool, 
 
     found = program.which(argv[0], env) if argv else None
     notes: tuple[str, ...] = ()
-    if argv and os.path.basename(argv[0]) == "az" and not az_login:
+    if _is_az(argv) and not az_login:
         notes = (AZ_NOTE,)
     render = report.as_json if as_json else report.as_text
     click.echo(render(checked, argv, found, notes=notes))

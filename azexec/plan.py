@@ -6,7 +6,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import NamedTuple
 
-from azexec import ids, sources
+from azexec import ids, resources, sources
 from azexec.errors import TokenSourceError, UsageError
 from azexec.redact import Secret
 from azexec.sources import Credential, Sourced, TokenSource
@@ -30,6 +30,8 @@ class Request(NamedTuple):
     min_validity: float | None
     audiences: tuple[str, ...]
     verify: bool
+    #: --az-login: the token must be for Azure Resource Manager (az login asks for nothing else).
+    require_arm: bool
     #: Options whose value came from an AZEXEC_* variable, by parameter name: messages name the variable.
     from_environment: frozenset[str]
 
@@ -109,11 +111,17 @@ def prepare(request: Request, environ: Mapping[str, str], clock: Callable[[], fl
     Precedence: options > the token source's JSON > env files (the last file first).
     """
     given = given_sources(request)
+    typed = {name: value for name, value in given.items() if name not in request.from_environment}
+    # An option typed on the command line wins over a source set by an AZEXEC_* variable.
+    given = typed or given
     if len(given) > 1:
         first, second = (request.label(name) for name in list(given)[:2])
         raise UsageError(f"both {first} and {second} supply an access token", "use exactly one source")
     env_files = [sources.EnvFile(path, label=request.label("env_files")) for path in request.env_files]
     read = [env_file.read() for env_file in env_files]
+    if typed and "env_files" in request.from_environment:
+        # Env files from AZEXEC_ENV_FILE still give IDs; their token yields to the option typed.
+        read = [c._replace(token=None) for c in read]
     holding = [(env_file, c) for env_file, c in zip(env_files, read, strict=True) if c.token is not None]
     if given and holding:
         option = request.label(next(iter(given)))
@@ -166,7 +174,7 @@ def resolve(
 
     policy = TokenPolicy(
         verify=request.verify,
-        audiences=request.audiences,
+        audiences=request.audiences or ((resources.DEFAULT_RESOURCE,) if request.require_arm else ()),
         min_validity=request.min_validity,
         # Every tenant GUID given, from any layer, must be the token's own.
         tenants=tuple(Tenant(t.value, t.origin) for c in layers if (t := c.tenant) and ids.is_guid(t.value)),

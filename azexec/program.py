@@ -114,9 +114,17 @@ def search(argv: Sequence[str], env: Mapping[str, str], start: Callable[[str, li
 
 def exec_error(command: str, error: OSError | ValueError) -> LaunchError:
     """Translate a failed exec (or spawn) of COMMAND into env(1)'s 127 or 126."""
-    from azexec.redact import show
+    from azexec.redact import looks_secret, show
 
-    name = show(command)
+    found = _exec_error(show(command), error)
+    if not looks_secret(command):
+        return found
+    # A token typed where COMMAND belongs: the same status, and a message that says what happened.
+    hint = "a token goes to a --token-* source, COMMAND after --; pipe it to --token-stdin"
+    return type(found)(f"COMMAND {show(command)} looks like a token, not a command", hint)
+
+
+def _exec_error(name: str, error: OSError | ValueError) -> LaunchError:
     if isinstance(error, (FileNotFoundError, NotADirectoryError)):
         return CommandNotFound(f"{name}: command not found", "install it, or check PATH and the spelling")
     if isinstance(error, PermissionError):

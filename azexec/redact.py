@@ -77,6 +77,10 @@ def looks_secret(value: str) -> bool:
     return len(value) >= MIXED_SECRET and mixed and "/" not in value
 
 
+#: Where a token pasted in the wrong place should go instead.
+STDIN_HINT = "pipe it to --token-stdin instead (printf '%s' \"$TOKEN\" | azexec --token-stdin -- …)"
+
+
 def escape(text: str) -> str:
     """Escape control, format and unpaired surrogate characters, so a value cannot drive a terminal."""
     if text.isprintable():

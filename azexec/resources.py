@@ -53,6 +53,20 @@ def normalize(resource: str) -> str:
     return f"{scheme.lower()}://{host.lower()}{slash}{path}"
 
 
+def spellings(resource: str) -> set[str]:
+    """Return every spelling of RESOURCE a token's aud claim may hold: with and without a trailing slash,
+    and, for Azure Resource Manager, each of its names in the same cloud (all clouds for its app ID)."""
+    normal = normalize(resource)
+    cloud = _arm_cloud(normal)
+    if cloud is None:
+        names = {normal}
+    elif cloud == -1:
+        names = set(ARM_AUDIENCES)
+    else:
+        names = {*ARM_BY_CLOUD[cloud], ARM_APP_ID}
+    return {resource} | names | {name + "/" for name in names if "://" in name}
+
+
 def is_arm(resource: str) -> bool:
     """Tell whether RESOURCE is Azure Resource Manager, in any cloud."""
     return normalize(resource) in ARM_AUDIENCES

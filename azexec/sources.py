@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 from azexec.bounded import Limited, read_fd
 from azexec.errors import TokenSourceError
-from azexec.redact import REPLACEMENT, Secret, shell_quote, show
+from azexec.redact import REPLACEMENT, STDIN_HINT, Secret, looks_secret, shell_quote, show
 
 if TYPE_CHECKING:
     from azexec.tokencmd import Jobs
@@ -143,6 +143,8 @@ class Variable:
 
     def read(self, resource: str | None = None, *, jobs: Jobs | None = None) -> Credential:
         text = self.environ.get(self.name)
+        if text is None and looks_secret(self.name):
+            raise TokenSourceError(f"{self.origin} looks like a token, not a variable name", STDIN_HINT)
         if text is None:
             raise TokenSourceError(f"{self.origin}: the variable is not set", "export it, or use another source")
         return parse(text, self.origin)
@@ -220,7 +222,8 @@ class EnvFile:
         problems: list[str] = []
         # Parsed from memory: python-dotenv would silently read a missing file as empty.
         for binding in parse_stream(io.StringIO(decode(data, origin))):
-            if binding.error:
+            # A line with no "=" (a bare token pasted on its own line) is no error to python-dotenv.
+            if binding.error or (binding.key is not None and binding.value is None):
                 problems.append(f"{origin}: line {binding.original.line} is not KEY=VALUE and is ignored")
             elif binding.key in ENV_FILE_KEYS:
                 values[binding.key] = binding.value or ""
@@ -307,13 +310,8 @@ def _read_path(path: str, origin: str) -> tuple[bytes, tuple[str, ...]]:
     """Read PATH (a file, a FIFO, /dev/fd/N) and say whether others may read it."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | getattr(os, "O_NOCTTY", 0))
-    except FileNotFoundError:
-        raise TokenSourceError(f"{origin}: no such file", "check the path") from None
-    except PermissionError:
-        raise TokenSourceError(f"{origin}: permission denied", "check the file's owner and mode") from None
     except (OSError, ValueError) as e:
-        reason = e.strerror if isinstance(e, OSError) else "not a valid path"
-        raise TokenSourceError(f"{origin}: {reason}", "check the path") from None
+        raise _unopenable(path, origin, e) from None
     try:
         if os.isatty(fd):
             # A terminal (/dev/tty, /dev/stdin at a prompt): never with echo on.
@@ -330,6 +328,18 @@ def _read_path(path: str, origin: str) -> tuple[bytes, tuple[str, ...]]:
         return read_fd(fd, origin), warnings
     finally:
         os.close(fd)
+
+
+def _unopenable(path: str, origin: str, error: OSError | ValueError) -> TokenSourceError:
+    """Say why PATH cannot be opened; a token where the path belongs is named as such."""
+    if looks_secret(path):
+        return TokenSourceError(f"{origin} looks like a token, not a path", STDIN_HINT)
+    if isinstance(error, FileNotFoundError):
+        return TokenSourceError(f"{origin}: no such file", "check the path")
+    if isinstance(error, PermissionError):
+        return TokenSourceError(f"{origin}: permission denied", "check the file's owner and mode")
+    reason = error.strerror if isinstance(error, OSError) else "not a valid path"
+    return TokenSourceError(f"{origin}: {reason}", "check the path")
 
 
 def decode(data: bytes, origin: str) -> str:

@@ -31,6 +31,7 @@ MAX_TIME = 253402300799
 NO_VERIFY_LIFETIME = 3600
 
 _NO_VERIFY_HINT = "if the token is opaque by design, pass --no-verify to skip the JWT checks"
+_WHERE_FROM = "Azure issues no such token: check where it came from"
 
 
 class Claims(NamedTuple):
@@ -182,17 +183,32 @@ def decode(token: str, origin: str, audiences: Sequence[str] = ()) -> Claims:
         )
         raise TokenRejected(f"the access token is for audience {found}, not {asked}", hint) from None
     except (jwt.InvalidTokenError, ValueError, TypeError, OverflowError, RecursionError):
-        raise TokenRejected(_unreadable(token, origin), _NO_VERIFY_HINT) from None
+        raise _unreadable(token, origin) from None
     return _claims(payload, origin)
 
 
-def _unreadable(token: str, origin: str) -> str:
-    """Say why pyjwt could not read TOKEN: not a JWT at all, or claims of the wrong kind."""
+def _unreadable(token: str, origin: str) -> TokenRejected:
+    """Say why pyjwt could not read TOKEN: damaged on its way (quotes, cut short), opaque, or odd claims.
+
+    Only a token that is not a JWT at all is pointed to --no-verify: a damaged one is pointed to its source.
+    """
+    again = "copy the whole token again from its source"
+    what = f"the access token from {origin}"
+    unquoted = token.strip("'\"")
+    if unquoted != token and unquoted.startswith("eyJ"):
+        return TokenRejected(f"{what} is wrapped in quotes", "remove them: the token starts at eyJ")
+    if not token.startswith("eyJ"):
+        return TokenRejected(f"{what} is not a JWT (an Azure access token starts with eyJ)", _NO_VERIFY_HINT)
+    parts = token.count(".") + 1
+    if parts < 3:
+        return TokenRejected(f"{what} has {parts} of a JWT's 3 parts: it looks cut short", again)
     try:
         _unverified_payload(token)
     except Exception:  # any failure to read it means the same to the user
-        return f"the access token from {origin} is not a readable JWT (three base64url parts with JSON inside)"
-    return f"the access token from {origin} has malformed claims (exp, nbf or aud of the wrong type)"
+        return TokenRejected(
+            f"{what} starts like a JWT but its parts do not decode: it looks cut short or damaged", again
+        )
+    return TokenRejected(f"{what} has malformed claims (exp, nbf or aud of the wrong type)", again)
 
 
 def expired(expires_at: float, now: float) -> TokenRejected:
@@ -275,12 +291,8 @@ def _plural(count: int, unit: str) -> str:
 
 
 def _with_and_without_slash(audiences: Sequence[str]) -> list[str]:
-    """Accept https://management.azure.com and https://management.azure.com/ alike."""
-    result: dict[str, None] = {}
-    for audience in audiences:
-        bare = audience.rstrip("/")
-        result.update({audience: None, bare: None, bare + "/": None} if "://" in audience else {audience: None})
-    return list(result)
+    """Accept every spelling of each audience: a trailing slash or not, and each name of Resource Manager."""
+    return sorted({spelling for audience in audiences for spelling in resources.spellings(audience)})
 
 
 def _unverified_payload(token: str) -> Mapping[str, Any]:
@@ -312,9 +324,9 @@ def _number(payload: Mapping[str, Any], name: str, origin: str) -> int | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TokenRejected(f"the access token from {origin} has a non-numeric {name} claim", _NO_VERIFY_HINT)
+        raise TokenRejected(f"the access token from {origin} has a non-numeric {name} claim", _WHERE_FROM)
     if isinstance(value, float) and not math.isfinite(value):
-        raise TokenRejected(f"the access token from {origin} has an {name} claim that is not a time", _NO_VERIFY_HINT)
+        raise TokenRejected(f"the access token from {origin} has an {name} claim that is not a time", _WHERE_FROM)
     return _clamp(value)
 
 

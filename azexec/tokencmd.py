@@ -23,7 +23,7 @@ from typing import NamedTuple
 from azexec.bounded import MAX_SOURCE_BYTES, Limited
 from azexec.errors import Terminated, TokenSourceError, UsageError
 from azexec.process import signals
-from azexec.redact import show
+from azexec.redact import STDIN_HINT, show
 
 #: A shell's status for a program that ended on Ctrl-C (bash's `read`, many CLIs).
 INTERRUPTED_STATUS = 128 + signal.SIGINT
@@ -44,6 +44,8 @@ class Terminal(NamedTuple):
 
 #: In an argument of --token-cmd, replaced by the resource a token is wanted for.
 RESOURCE_PLACEHOLDER = "{resource}"
+#: Words that mean something only to a shell: a --token-cmd holding one needs `sh -c`.
+SHELL_OPERATORS = frozenset({"|", "||", "&&", ";", "&", ">", ">>", "<", "2>", "2>&1", "|&"})
 
 
 def split(command: str, resource: str, *, label: str = "--token-cmd") -> list[str]:
@@ -54,7 +56,40 @@ def split(command: str, resource: str, *, label: str = "--token-cmd") -> list[st
         raise UsageError(f"{label} cannot be split like a shell command: {e}") from None
     if not argv:
         raise UsageError(f"{label} is empty")
-    return [arg.replace(RESOURCE_PLACEHOLDER, resource) for arg in argv]
+    needs_shell = _substitutions(command) + [word for word in _shell_words(command) if word in SHELL_OPERATORS]
+    if needs_shell:
+        raise UsageError(
+            f"{label} uses shell syntax ({show(needs_shell[0])}), but it runs without a shell",
+            f"wrap it in a shell: {label} \"sh -c '…'\"",
+        )
+    # A word starting with ~ is a home directory, as a shell would make it.
+    return [os.path.expanduser(arg).replace(RESOURCE_PLACEHOLDER, resource) for arg in argv]
+
+
+def _substitutions(command: str) -> list[str]:
+    """Return the command substitutions ($( or a backquote) a shell would run: outside single quotes."""
+    quote = ""
+    escaped = False
+    for index, char in enumerate(command):
+        if escaped:
+            escaped = False
+        elif char == "\\" and quote != "'":
+            escaped = True
+        elif char in "'\"" and quote in ("", char):
+            quote = "" if quote else char
+        elif quote != "'" and (char == "`" or command.startswith("$(", index)):
+            return [command[index : index + 2]]
+    return []
+
+
+def _shell_words(command: str) -> list[str]:
+    """Split COMMAND as a shell's parser would, operators apart (`x;` is `x` and `;`), for a diagnosis only."""
+    lexer = shlex.shlex(command, posix=True, punctuation_chars=True)
+    lexer.whitespace_split = True
+    try:
+        return list(lexer)
+    except ValueError:
+        return []
 
 
 def takes_resource(command: str) -> bool:
@@ -216,6 +251,8 @@ def _failed(name: _Named, status: int, hint: str) -> TokenSourceError:
 
 def _spawn_failed(name: _Named, error: OSError | ValueError) -> TokenSourceError:
     """Say why the command could not be started."""
+    if name.program.startswith("<redacted"):  # show() took it for a secret: a token where the command belongs
+        return TokenSourceError(f"{name.label}: {name.program} looks like a token, not a command", STDIN_HINT)
     if isinstance(error, FileNotFoundError):
         return TokenSourceError(f"{name.label}: {name.program}: command not found", "install it or fix the command")
     reason = error.strerror if isinstance(error, OSError) else str(error)

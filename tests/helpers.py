@@ -182,6 +182,7 @@ def request(**given: Any) -> Request:
         "min_validity": None,
         "audiences": (),
         "verify": True,
+        "require_arm": False,
         "from_environment": frozenset(),
     }
     return Request(**{**defaults, **given})

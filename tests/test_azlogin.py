@@ -452,3 +452,27 @@ def test_mask_masks_a_key_vault_token_the_real_az_prints(az_env: dict[str, str],
     assert result.returncode == 0, explain(result)
     assert json.loads(result.stdout)["accessToken"] == "***"
     assert (tmp_path / "count").read_text().split()[-1] == "https://vault.azure.net"
+
+
+def test_az_login_with_a_token_for_another_resource_fails_before_az(tmp_path: Path) -> None:
+    """--az-login with a Microsoft Graph token: one line, 125, and az never runs."""
+    ran = tmp_path / "az-ran"
+    env = _fake_az(tmp_path, f"touch {ran}\n")
+    path = token_file(tmp_path, make_token(aud="https://graph.microsoft.com"))
+    result = run("--az-login", "--token-file", str(path), "--", "az", "group", "list", env=env)
+    assert result.returncode == 125, explain(result)
+    assert len(result.stderr.splitlines()) == 1, explain(result)
+    assert "is for audience https://graph.microsoft.com, not https://management.core.windows.net/" in result.stderr
+    assert not ran.exists()
+
+
+@pytest.mark.parametrize(("options", "said"), [([], True), (["-q"], False)], ids=["said", "quiet"])
+def test_plain_az_is_told_it_needs_az_login(tmp_path: Path, options: list[str], said: bool) -> None:
+    """COMMAND is az without --az-login: one line says released az ignores the variable (not with -q); az runs."""
+    ran = tmp_path / "az-ran"
+    env = _fake_az(tmp_path, f"touch {ran}\n")
+    result = run(*options, "--token-env", "T", "--", "az", "group", "list", env={**env, "T": make_token()})
+    assert result.returncode == 0, explain(result)
+    assert ran.exists()
+    assert ("add --az-login" in result.stderr) is said
+    assert len(result.stderr.splitlines()) == int(said)

@@ -87,12 +87,34 @@ def test_command_line_beats_the_environment(private_file: Callable[..., Path]) -
     assert result.stdout == f"{SUBSCRIPTION}\n", explain(result)
 
 
-def test_a_variable_and_an_option_naming_two_sources_conflict(private_file: Callable[..., Path]) -> None:
-    """AZEXEC_TOKEN_FILE plus --token-cmd is two sources: a usage error naming both."""
+def test_an_option_beats_a_source_set_by_a_variable(private_file: Callable[..., Path]) -> None:
+    """AZEXEC_TOKEN_CMD in the environment and --token-file typed: the option wins, as options win over variables."""
+    typed = make_token(upn="typed@contoso.example")
+    path = private_file(typed)
+    env = base_env(AZEXEC_TOKEN_CMD="sh -c 'exit 9'")
+    result = run("--token-file", str(path), "--", "printenv", "AZURE_CLI_ACCESS_TOKEN", env=env)
+    assert result.stdout == typed + "\n", explain(result)
+
+
+def test_an_option_beats_the_token_of_an_env_file_set_by_a_variable(private_file: Callable[..., Path]) -> None:
+    """AZEXEC_ENV_FILE holding a token and --token-file typed: the typed token, the file's IDs still apply."""
+    typed = make_token()
+    path = private_file(typed)
+    env_file = private_file(
+        f"AZURE_CLI_ACCESS_TOKEN={make_token()}\nAZURE_CLI_SUBSCRIPTION_ID={SUBSCRIPTION}\n", name="a.env"
+    )
+    env = base_env(AZEXEC_ENV_FILE=str(env_file))
+    script = 'printf "%s\\n" "$AZURE_CLI_ACCESS_TOKEN" "$AZURE_CLI_SUBSCRIPTION_ID"'
+    result = run("--token-file", str(path), "--", "sh", "-c", script, env=env)
+    assert result.stdout.split() == [typed, SUBSCRIPTION], explain(result)
+
+
+def test_two_variables_naming_two_sources_conflict(private_file: Callable[..., Path]) -> None:
+    """AZEXEC_TOKEN_FILE plus AZEXEC_TOKEN_CMD, nothing typed: a usage error naming both."""
     path = private_file(make_token())
-    result = run("--token-cmd", f"cat {path}", "--", "true", env=base_env(AZEXEC_TOKEN_FILE=str(path)))
+    result = run("--", "true", env=base_env(AZEXEC_TOKEN_FILE=str(path), AZEXEC_TOKEN_CMD=f"cat {path}"))
     assert result.returncode == 2
-    assert "both AZEXEC_TOKEN_FILE and --token-cmd" in result.stderr
+    assert "both AZEXEC_TOKEN_FILE and AZEXEC_TOKEN_CMD" in result.stderr
 
 
 def test_configuration_variables_never_carry_the_token(private_file: Callable[..., Path]) -> None:

@@ -495,3 +495,12 @@ def test_variables_naming_another_credential_are_removed() -> None:
         "AZURE_TOKEN_CREDENTIALS": "ManagedIdentityCredential",
         "UNRELATED": "kept",
     }
+
+
+def test_stale_terraform_ids_never_pair_with_the_token() -> None:
+    """An inherited ARM_SUBSCRIPTION_ID is removed when azexec resolved none; ARM_TENANT_ID becomes the token's."""
+    part = IdentityServer(held(TOKEN), tenant=TENANT, subscription=None)
+    env = start_part(part, {"ARM_SUBSCRIPTION_ID": "00000000-0000-4000-8000-00000000dead", "ARM_TENANT_ID": "stale"})
+    part.stop(0)
+    assert "ARM_SUBSCRIPTION_ID" not in env
+    assert env["ARM_TENANT_ID"] == TENANT

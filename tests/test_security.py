@@ -605,3 +605,41 @@ def test_an_install_without_bytecode_writes_none(tmp_path: Path, private_file: C
         result = subprocess.run([str(venv / "bin" / "azexec"), *args], env=env, capture_output=True, timeout=60)
         assert result.returncode == 0, result.stderr
     assert set(venv.rglob("*.pyc")) == before
+
+
+@pytest.mark.parametrize("kind", list(MISPLACED))
+@pytest.mark.parametrize(
+    ("where", "said"),
+    [
+        (
+            ["--token-env", "{secret}", "--", "true"],
+            "--token-env <redacted: {n} chars, sha256 {h}> looks like a token, not a variable name",
+        ),
+        (
+            ["--token-file", "{secret}", "--", "true"],
+            "--token-file <redacted: {n} chars, sha256 {h}> looks like a token, not a path",
+        ),
+        (
+            ["--token-cmd", "{secret}", "--", "true"],
+            "--token-cmd: <redacted: {n} chars, sha256 {h}> looks like a token, not a command",
+        ),
+        (
+            ["--token-env", "GOOD", "--", "{secret}"],
+            "COMMAND <redacted: {n} chars, sha256 {h}> looks like a token, not a command",
+        ),
+    ],
+    ids=["variable name", "path", "token command", "COMMAND"],
+)
+def test_a_misplaced_token_is_named_as_such(where: list[str], said: str, kind: str) -> None:
+    """Where a name, a path or a command belongs, a token is called a token, with the way out: --token-stdin."""
+    import hashlib
+
+    secret = MISPLACED[kind]
+    args = [arg.replace("{secret}", secret) for arg in where]
+    result = run(*args, env=base_env(GOOD=make_token()))
+    digest = hashlib.sha256(secret.encode()).hexdigest()[:12]
+    assert result.stderr.startswith("azexec: " + said.format(n=len(secret), h=digest)), explain(result)
+    assert "--token-stdin" in result.stderr
+    assert len(result.stderr.splitlines()) == 1
+    assert "export it" not in result.stderr
+    assert "too long" not in result.stderr

@@ -426,3 +426,48 @@ def test_a_refresh_command_leaving_a_job_holding_stdout_is_read_at_its_exit(
     provider = held(nearly_expired(), source=command)
     assert provider.get(ARM).token.reveal() == fresh
     assert all_gone([int(pids.read_text())])
+
+
+def test_a_token_cmd_word_starting_with_a_tilde_is_the_home_directory(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`age -d -i ~/.config/age/key.txt` (the README's recipe) reads the key in the home directory."""
+    from azexec.tokencmd import split
+
+    monkeypatch.setenv("HOME", "/home/alice")
+    argv = split("age -d -i ~/.config/age/key.txt ~/azure.age", "r")
+    assert argv == ["age", "-d", "-i", "/home/alice/.config/age/key.txt", "/home/alice/azure.age"]
+
+
+@pytest.mark.parametrize(
+    "command",
+    ["pass show azure | head -1", "vault login && vault read x", "op read x; echo", "cat t > copy", "echo $(cat t)"],
+    ids=["pipe", "and", "semicolon", "redirection", "command substitution"],
+)
+def test_shell_syntax_in_a_token_cmd_gets_a_hint(command: str) -> None:
+    """What cannot work without a shell is a usage error that says to use sh -c, not a confusing failure."""
+    from azexec.tokencmd import split
+
+    with pytest.raises(UsageError, match=r"uses shell syntax .* runs without a shell; wrap it in a shell"):
+        split(command, "r")
+
+
+def test_a_bare_token_line_in_an_env_file_is_warned_about(private_file: Callable[..., Path]) -> None:
+    """A token pasted on a line of its own (no KEY=) is ignored with a warning that does not quote it."""
+    tok = make_token()
+    path = private_file(f"AZURE_CLI_SUBSCRIPTION_ID={SUBSCRIPTION}\n{tok}\n", name="a.env")
+    credential = sources.EnvFile(str(path), label="--env-file").read()
+    assert credential.token is None
+    (warning,) = credential.warnings
+    assert warning.endswith("line 2 is not KEY=VALUE and is ignored")
+    assert tok[:20] not in warning
+
+
+@pytest.mark.parametrize(
+    "command",
+    ["sh -c 'pass show azure | head -1'", "sh -c 'echo $(cat t)'", "printf '%s;' x", "jq -r '.a | .b' f"],
+    ids=["pipe inside sh -c", "substitution inside sh -c", "quoted semicolon", "quoted jq pipe"],
+)
+def test_quoted_shell_syntax_is_no_shell_syntax(command: str) -> None:
+    """What is quoted is an argument: sh -c '…' (the hint's own advice) and jq filters split as usual."""
+    from azexec.tokencmd import split
+
+    assert split(command, "r")

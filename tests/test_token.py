@@ -69,23 +69,44 @@ def test_the_policy_refuses_an_expired_token_saying_when() -> None:
         token.TokenPolicy().accept(Secret(make_token(lifetime=-1), ORIGIN))
 
 
+GOOD = make_token()
+
+
 @pytest.mark.parametrize(
     ("tok", "message"),
     [
         (make_token(drop=("exp",)), "has no expiry"),
-        (make_token(exp="tomorrow"), "has a non-numeric exp claim"),
-        ("opaque-token-without-dots", "not a readable JWT"),
-        ("a.b.c", "not a readable JWT"),
-        ("eyJhbGciOiJub25lIn0.bm90IGpzb24.", "not a readable JWT"),
+        ("opaque-token-without-dots", "is not a JWT"),
+        ("a.b.c", "is not a JWT"),
         ("eyJhbGciOiJSU0EtT0FFUCJ9.a.b.c.d", r"encrypted \(JWE\)"),
-        (make_token(nbf="soon"), "non-numeric nbf"),
     ],
+    ids=["no exp", "opaque", "dotted, not a JWT", "JWE"],
 )
-def test_decode_refuses_what_is_not_an_azure_jwt(tok: str, message: str) -> None:
-    """Opaque, malformed or encrypted tokens are refused with a pointer to --no-verify."""
+def test_a_token_opaque_by_design_is_pointed_to_no_verify(tok: str, message: str) -> None:
+    """Opaque or encrypted tokens, and JWTs without exp, are refused with a pointer to --no-verify."""
     with pytest.raises(TokenRejected, match=message) as info:
         token.decode(tok, ORIGIN)
     assert "--no-verify" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("tok", "message"),
+    [
+        (f'"{GOOD}"', "is wrapped in quotes"),
+        (f"'{GOOD}'", "is wrapped in quotes"),
+        (GOOD.rsplit(".", 1)[0], "has 2 of a JWT's 3 parts: it looks cut short"),
+        (GOOD[:-40].rsplit(".", 1)[0][:-7] + "." + "x" * 10, "looks cut short"),
+        ("eyJhbGciOiJub25lIn0.bm90IGpzb24.", "its parts do not decode"),
+        (make_token(exp="tomorrow"), "has a non-numeric exp claim"),
+        (make_token(nbf="soon"), "non-numeric nbf"),
+    ],
+    ids=["double quotes", "single quotes", "two parts", "truncated", "payload not JSON", "exp a word", "nbf a word"],
+)
+def test_a_damaged_token_is_diagnosed_and_not_pointed_to_no_verify(tok: str, message: str) -> None:
+    """Quotes, a paste cut short, a part that does not decode: said as such; --no-verify would not help."""
+    with pytest.raises(TokenRejected, match=message) as info:
+        token.decode(tok, ORIGIN)
+    assert "--no-verify" not in str(info.value)
 
 
 def test_decode_with_audience_requires_a_match() -> None:
@@ -181,3 +202,26 @@ def test_other_audiences_warn_unless_audience_given() -> None:
 def test_describe_span(seconds: int, text: str) -> None:
     """Durations read the way a person says them."""
     assert token.describe_span(seconds) == text
+
+
+@pytest.mark.parametrize(
+    ("held", "asked"),
+    [
+        ("https://management.core.windows.net/", "https://management.azure.com/"),
+        ("https://management.azure.com", "https://management.core.windows.net/"),
+        ("797f4846-ba00-4fd7-ba43-dac1f8f63013", "https://management.azure.com/"),
+        ("https://management.usgovcloudapi.net/", "https://management.core.usgovcloudapi.net"),
+    ],
+    ids=["az's own resource", "the other way", "ARM's app ID", "US Gov"],
+)
+def test_audience_takes_every_spelling_of_resource_manager(held: str, asked: str) -> None:
+    """--audience names Resource Manager in one spelling; a token with another spelling of it passes."""
+    assert token.decode(make_token(aud=held), ORIGIN, (asked,)).audiences == (held,)
+
+
+def test_audience_does_not_take_resource_manager_of_another_cloud() -> None:
+    """The US Government cloud's ARM is not the public cloud's."""
+    with pytest.raises(TokenRejected, match=r"not https://management\.azure\.com/"):
+        token.decode(
+            make_token(aud="https://management.usgovcloudapi.net/"), ORIGIN, ("https://management.azure.com/",)
+        )

@@ -308,10 +308,9 @@ class IdentityServer:
         env["AZURE_TOKEN_CREDENTIALS"] = "ManagedIdentityCredential"  # noqa: S105 - a credential's name
         env["ARM_USE_MSI"] = "true"
         env["ARM_MSI_ENDPOINT"] = base + server.imds_path
-        if self.tenant is not None:
-            env["ARM_TENANT_ID"] = self.tenant
-        if self.subscription is not None:
-            env["ARM_SUBSCRIPTION_ID"] = self.subscription
+        # A value inherited from the parent (terraform reads them) must not pair with this token: set or removed.
+        env["ARM_TENANT_ID"] = self.tenant
+        env["ARM_SUBSCRIPTION_ID"] = self.subscription
         # Serving starts now, before COMMAND: a client may ask the moment it starts.
         self.thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": POLL_SECONDS}, daemon=True)
         self.thread.start()
