@@ -59,6 +59,12 @@ def parts(plan: Plan, modes: Modes, *, warn: Say, diagnose: Say, note: Say) -> l
     """Return the parts that live beside COMMAND, in the order they start (and the reverse of their stops)."""
     built: list[Part] = []
     serving = modes.identity_server or modes.az_login
+    if modes.mask:
+        from azexec.parts.mask import Mask
+
+        # First to start, last to stop: what COMMAND left in its pipes is passed on after the
+        # identity server has stopped answering, so a job COMMAND left behind gets no token.
+        built.append(Mask(plan.token))
     if serving:
         from azexec.parts.identity import IdentityServer
         from azexec.parts.provider import Provider
@@ -72,10 +78,6 @@ def parts(plan: Plan, modes: Modes, *, warn: Say, diagnose: Say, note: Say) -> l
 
         subscription = plan.subscription.value if plan.subscription else None
         built.append(AzLogin(subscription=subscription, timeout=modes.helper_timeout, note=note))
-    if modes.mask:
-        from azexec.parts.mask import Mask
-
-        built.append(Mask(plan.token))
     # A token the identity server will refresh does not expire for COMMAND: nothing to warn of.
     if plan.claims is not None and not (serving and plan.source.rereadable()):
         from azexec.parts.watch import ExpiryWatch

@@ -560,3 +560,31 @@ def test_no_token_command_outlives_azexec(script: Callable[[str, str], Path], tm
     started = [int(p.read_text()) for p in pids.iterdir()]
     assert started
     assert all_gone(started)
+
+
+#: Asks for a token 0.3 s after its start, and writes what came of it to argv[1].
+LATE_CLIENT = """
+import os, sys, time, urllib.request
+time.sleep(0.3)  # the scenario: a job COMMAND leaves behind asks after COMMAND has exited
+opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+url = os.environ["IDENTITY_ENDPOINT"] + "?api-version=2019-08-01&resource=https://management.azure.com/"
+try:
+    opener.open(urllib.request.Request(url, headers={"X-IDENTITY-HEADER": os.environ["IDENTITY_HEADER"]}), timeout=10)
+    outcome = "served"
+except Exception:
+    outcome = "refused"
+open(sys.argv[1], "w").write(outcome)
+"""
+
+
+def test_with_mask_a_job_left_behind_is_not_served(script: Callable[[str, str], Path], tmp_path: Path) -> None:
+    """--mask --identity-server: COMMAND exits leaving a job that asks for a token: the server no longer answers."""
+    client = script("late.py", LATE_CLIENT)
+    outcome = tmp_path / "outcome"
+    command = f"{sys.executable} {client} {outcome} &"
+    result = run(
+        "--mask", "--identity-server", "--token-env", "T", "--", "sh", "-c", command, env=identity_env(T=make_token())
+    )
+    assert result.returncode == 0, explain(result)
+    wait_until(outcome.exists, what="the late client's outcome")
+    assert outcome.read_text() == "refused"
