@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import contextlib
-import functools
 import os
 import re
 import signal
 import sys
-from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, TypeVar
 
 import click
 
@@ -24,20 +23,53 @@ if TYPE_CHECKING:  # click 8.5 made ParamType generic; older releases cannot sub
 else:
     _FloatType = _TextType = click.ParamType
 
+F = TypeVar("F", bound=Callable[..., object])
+
 #: Completes file names; checks nothing, so that azexec's own errors (exit 125) say what is wrong.
 _PATH = click.Path(readable=False)
 
-#: Every option shows its AZEXEC_* variable in --help.
-option = functools.partial(click.option, show_envvar=True)
+#: The sections of --help, in order; an option names its own.
+GROUPS = ("Where the token comes from", "Checks", "How COMMAND runs", "Output")
+
+
+class GroupedOption(click.Option):
+    """An option that belongs to one of --help's GROUPS."""
+
+    def __init__(self, *args: object, group: str, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]  # click's own keyword arguments
+        self.group = group
+
+
+class GroupedCommand(click.Command):
+    """A command whose --help lists its options by GROUPS, the choices a user makes in that order."""
+
+    def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        records: dict[str, list[tuple[str, str]]] = {name: [] for name in GROUPS}
+        for param in self.get_params(ctx):
+            record = param.get_help_record(ctx) if isinstance(param, click.Option) else None
+            if record is not None:
+                records[getattr(param, "group", GROUPS[-1])].append(record)
+        for name, rows in records.items():
+            with formatter.section(name):
+                formatter.write_dl(rows)
+
+
+def option(*names: str, group: str, **attributes: object) -> Callable[[F], F]:
+    """Declare an option of GROUP; its AZEXEC_* variable is the rule's (see ENVIRONMENT)."""
+    return click.option(*names, cls=GroupedOption, group=group, **attributes)
+
+
+SOURCE, CHECKS, RUNS, OUTPUT = GROUPS
+
+ENVIRONMENT = """\b
+Every option has a variable named after it (AZEXEC_TOKEN_CMD for --token-cmd;
+AZEXEC_ENV_FILE takes paths separated by :); a typed option wins over it.
+"""
 
 EXIT_CODES = """\b
-Exit status, like env(1):
-  COMMAND's own   azexec becomes COMMAND (exec), or passes its status on
-                  (--no-exec, --mask; death by signal N is re-raised)
-  125             azexec could not obtain or accept the token
-  126             COMMAND was found but cannot be executed
-  127             COMMAND was not found
-  2               usage error
+Exit status as env(1)'s: COMMAND's own (death by signal N re-raised), 125 azexec
+could not obtain or accept the token, 126 COMMAND cannot be executed, 127 COMMAND
+not found, 2 usage. More: man azexec (docs/azexec.1).
 """
 
 
@@ -104,6 +136,7 @@ MAX_DURATION = 7 * 24 * 3600.0
 
 
 @click.command(
+    cls=GroupedCommand,
     context_settings={
         "help_option_names": ["-h", "--help"],
         # Everything from COMMAND on is COMMAND's, options included.
@@ -112,25 +145,33 @@ MAX_DURATION = 7 * 24 * 3600.0
         # Every option has a default in the environment: AZEXEC_TOKEN_CMD, AZEXEC_ENV_FILE, …
         "auto_envvar_prefix": "AZEXEC",
     },
-    epilog=EXIT_CODES,
+    epilog=ENVIRONMENT + "\n" + EXIT_CODES,
 )
-@option("--token-stdin", is_flag=True, help="Read the token from stdin (prompting without echo at a terminal).")
+@option(
+    "--token-cmd",
+    metavar="CMD",
+    group=SOURCE,
+    help="Run CMD (no shell), read its stdout.",
+)
 @option(
     "--token-file",
     type=_PATH,
     metavar="PATH",
-    help="Read the token from PATH; - is stdin. Works with <(…).",
+    group=SOURCE,
+    help="Read PATH (- is stdin; <(…) works).",
 )
-@option("--token-cmd", metavar="CMD", help="Run CMD (split like a shell, no shell) and read the token from its stdout.")
 @option(
-    "--token-cmd-timeout",
-    type=Duration(maximum=MAX_DURATION, positive=True),
-    default=60.0,
-    show_default=True,
-    metavar="SECONDS",
-    help="Kill --token-cmd and all it started (and, with --az-login, az login) after this long.",
+    "--token-env",
+    metavar="NAME",
+    group=SOURCE,
+    help="Read variable NAME (not passed on).",
 )
-@option("--token-env", metavar="NAME", help="Take the token from variable NAME; COMMAND does not inherit NAME.")
+@option(
+    "--token-stdin",
+    is_flag=True,
+    group=SOURCE,
+    help="Read stdin (hidden prompt at a terminal).",
+)
 @option(
     "--env-file",
     "env_files",
@@ -138,17 +179,25 @@ MAX_DURATION = 7 * 24 * 3600.0
     type=_PATH,
     multiple=True,
     metavar="PATH",
-    help="Take AZURE_CLI_* values from a .env file (repeatable; a later file wins).",
+    group=SOURCE,
+    help="AZURE_CLI_* values from a .env file (repeatable).",
 )
-@option("--subscription", type=Identifier("guid", tenant=False), metavar="ID", help="Subscription ID for COMMAND.")
 @option(
-    "--tenant", type=Identifier("tenant", tenant=True), metavar="ID", help="Tenant ID or domain (default: the token's)."
+    "--token-cmd-timeout",
+    type=Duration(maximum=MAX_DURATION, positive=True),
+    default=60.0,
+    metavar="DURATION",
+    group=SOURCE,
+    help="Kill it, or az login, after this (default 60s).",
 )
+@option("--subscription", type=Identifier("guid", tenant=False), metavar="ID", group=CHECKS, help="Subscription ID.")
+@option("--tenant", type=Identifier("tenant", tenant=True), metavar="ID", group=CHECKS, help="Tenant (default: tid).")
 @option(
     "--min-validity",
     type=Duration(maximum=MAX_DURATION),
     metavar="DURATION",
-    help="Fail unless the token is valid this much longer (90s, 10m, 1h).",
+    group=CHECKS,
+    help="Life left required: 90s, 10m, 1h (15 = 15s).",
 )
 @option(
     "--audience",
@@ -156,35 +205,17 @@ MAX_DURATION = 7 * 24 * 3600.0
     envvar="AZEXEC_AUDIENCE",
     multiple=True,
     metavar="AUD",
-    help="Require this audience (repeatable); default: warn unless it is Azure Resource Manager.",
+    group=CHECKS,
+    help="Audience required (else non-ARM warns).",
 )
-@option(
-    "--no-exec",
-    is_flag=True,
-    help="Stay as COMMAND's parent (forwarding signals, passing on its exit status) and watch the token's expiry.",
-)
-@option(
-    "--mask",
-    is_flag=True,
-    help="Replace the token with *** in COMMAND's stdout and stderr (implies --no-exec; COMMAND sees pipes, "
-    "not a terminal).",
-)
-@option(
-    "--identity-server",
-    is_flag=True,
-    help="Also serve the token to Azure SDKs, az and terraform through a local managed-identity endpoint "
-    "(127.0.0.1; implies --no-exec). With {resource} in --token-cmd, any resource is served.",
-)
-@option(
-    "--az-login",
-    is_flag=True,
-    help="Log today's az in through the identity server, in a private config directory removed at exit "
-    "(implies --identity-server). Released az ignores AZURE_CLI_ACCESS_TOKEN.",
-)
-@option("--no-verify", is_flag=True, help="Skip the JWT checks, for opaque tokens; format checks still run.")
-@option("--dry-run", is_flag=True, help="Check everything and report what would run, token redacted; run nothing.")
-@option("--json", "as_json", envvar="AZEXEC_JSON", is_flag=True, help="With --dry-run, print the report as JSON.")
-@option("-q", "--quiet", is_flag=True, help="Do not print warnings.")
+@option("--no-verify", is_flag=True, group=CHECKS, help="Skip the JWT checks (opaque tokens).")
+@option("--az-login", is_flag=True, group=RUNS, help="Log az in through the identity server.")
+@option("--identity-server", is_flag=True, group=RUNS, help="Serve it on 127.0.0.1 as managed identity.")
+@option("--mask", is_flag=True, group=RUNS, help="Replace tokens with *** in COMMAND's output.")
+@option("--no-exec", is_flag=True, group=RUNS, help="Stay as COMMAND's parent (no exec).")
+@option("--dry-run", is_flag=True, group=OUTPUT, help="Say what would run; run nothing.")
+@option("--json", "as_json", envvar="AZEXEC_JSON", is_flag=True, group=OUTPUT, help="With --dry-run: as JSON.")
+@option("-q", "--quiet", is_flag=True, group=OUTPUT, help="Print no warnings or notes.")
 @click.version_option(package_name="azexec", message="%(prog)s %(version)s")
 @click.argument("command", nargs=-1, type=click.UNPROCESSED, metavar="[--] COMMAND [ARG]...")
 def cli(
@@ -210,21 +241,24 @@ def cli(
 ) -> None:
     """Run COMMAND with an Azure access token in its environment only.
 
-    azexec reads the token from one source, checks it, and runs COMMAND with
-    AZURE_CLI_ACCESS_TOKEN, AZURE_CLI_SUBSCRIPTION_ID and AZURE_CLI_TENANT_ID
-    set, for Azure CLI's bring-your-own-token mode. It writes nothing to disk
-    and never prints the token.
+    azexec reads the token from one source, checks it (decoded, not verified:
+    expiry, tenant, audience; a non-ARM audience is a warning unless
+    --audience), and runs COMMAND with AZURE_CLI_ACCESS_TOKEN,
+    AZURE_CLI_SUBSCRIPTION_ID and AZURE_CLI_TENANT_ID set. It never prints the
+    token and writes nothing to disk, except --az-login's private az directory.
 
-    The token is decoded without verifying its signature (az and Azure do
-    that): azexec checks that it has not expired, that its tenant matches, and
-    that its audience is Azure Resource Manager.
+    \b
+    Which mode fits the tool:
+      az (released)       --az-login         az ignores AZURE_CLI_ACCESS_TOKEN
+      SDKs, terraform     --identity-server  a local managed-identity endpoint
+      a tool reading AZURE_CLI_ACCESS_TOKEN  no mode: azexec becomes COMMAND
 
     \b
     Examples:
-      azexec --token-cmd "vault kv get -field=token secret/azure" -- az group list
-      azexec --token-file <(pass show azure/arm) -- az account show
-      azexec --env-file azure.env --token-env ARM_TOKEN -- make deploy
-      az account get-access-token -o json | azexec --token-stdin -- terraform plan
+      azexec --az-login --token-cmd "vault kv get -field=token secret/azure" -- az group list
+      azexec --identity-server --token-file <(pass show azure/arm) -- terraform plan
+      azexec --identity-server --env-file azure.env -- python deploy.py
+      az account get-access-token -o json | azexec --az-login --token-stdin -- az account show
     """
     from azexec import launch, plan
 
@@ -364,16 +398,15 @@ def main() -> None:
 
 
 def _show_redacted(error: click.ClickException) -> None:
-    """Show click's error with every value that may be a secret redacted.
+    """Show click's error as azexec's one line plus a hint, every value that may be a secret redacted.
 
     Click quotes what the user typed ("Invalid value: '<the token>'"); the
     values to look for are this run's arguments and AZEXEC_* variables.
     """
-    import io
-
     from azexec.redact import scrub
 
     known = (*sys.argv[1:], *(v for k, v in os.environ.items() if k.startswith("AZEXEC_")))
-    text = io.StringIO()
-    error.show(file=text)
-    click.echo(scrub(text.getvalue(), known), err=True, nl=False)
+    message = " ".join(error.format_message().split())
+    if isinstance(error, click.UsageError):
+        message += "; see azexec --help"
+    click.echo(f"azexec: {scrub(message, known)}", err=True)

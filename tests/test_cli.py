@@ -65,10 +65,11 @@ def test_help_documents_exit_codes_and_signature_policy(runner: CliRunner) -> No
     result = runner.invoke(cli, ["--help"])
     assert result.exit_code == 0
     text = " ".join(result.output.split())
-    assert "without verifying its signature" in text
-    for code in ("125", "126", "127", "2 usage error"):
+    assert "decoded, not verified" in text
+    for code in ("125 azexec could not", "126 COMMAND cannot", "127 COMMAND not found", "2 usage"):
         assert code in text
-    assert "COMMAND sees pipes, not a terminal" in text
+    assert "writes nothing to disk, except --az-login's private az directory" in text
+    assert "a non-ARM audience is a warning unless --audience" in text
 
 
 def test_version(runner: CliRunner) -> None:
@@ -294,3 +295,40 @@ def test_absurd_expiry_is_described_not_printed_as_digits() -> None:
     assert result.returncode == 0, explain(result)
     assert "9999-12-31 23:59:59 UTC" in result.stdout
     assert "0" * 50 not in result.stdout
+
+
+def test_the_man_page_is_generated_from_the_command() -> None:
+    """docs/azexec.1 is what scripts/manpage writes now: an option added or changed cannot leave it stale."""
+    root = Path(__file__).resolve().parent.parent
+    result = subprocess.run([sys.executable, str(root / "scripts" / "manpage"), "--check"], timeout=60, check=False)
+    assert result.returncode == 0, "docs/azexec.1 is stale: run scripts/manpage"
+
+
+def test_help_fits_a_screen_in_the_order_choices_are_made() -> None:
+    """--help at 80 columns: at most 60 lines, options under the four choices, in order."""
+    result = subprocess.run(
+        [AZEXEC, "--help"], capture_output=True, text=True, env=base_env(COLUMNS="80"), timeout=30, check=True
+    )
+    lines = result.stdout.splitlines()
+    assert len(lines) <= 60
+    headings = [line for line in lines if line.endswith(":") and not line.startswith(" ")]
+    assert headings == ["Where the token comes from:", "Checks:", "How COMMAND runs:", "Output:"]
+    assert "--az-login" in result.stdout.split("Examples:")[1].split("\n\n")[0]
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--nope"],
+        ["--min-validity", "15x", "--token-env", "T", "--", "true"],
+        ["--json", "--token-env", "T", "--", "true"],
+    ],
+    ids=["unknown option", "bad duration", "--json without --dry-run"],
+)
+def test_a_usage_error_is_one_line_with_a_hint(args: list[str]) -> None:
+    """Not click's four-line block: azexec's one line, then where to look."""
+    result = run(*args, env=base_env(T=make_token()))
+    assert result.returncode == 2, explain(result)
+    assert result.stderr.startswith("azexec: ")
+    assert result.stderr.rstrip("\n").endswith("; see azexec --help")
+    assert len(result.stderr.splitlines()) == 1
