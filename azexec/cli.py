@@ -15,6 +15,7 @@ import click
 from azexec.errors import AzexecError, UsageError
 
 if TYPE_CHECKING:  # click 8.5 made ParamType generic; older releases cannot subscript it
+    from azexec.launch import Modes
     from azexec.plan import Plan
 
     # ParamType's own parameters, where mypy can see them.
@@ -292,11 +293,6 @@ def cli(
         if _is_az(argv) and not (identity_server or az_login) and not dry_run:
             warn(AZ_NOTE)
         env = launch.child_environment(os.environ, checked.variables(), checked.removed)
-        if dry_run:
-            _report(checked, argv, env, as_json, az_login=az_login)
-            return
-        if not command and not quiet:
-            _echo_err(f"starting {argv[0]} with the token set; exit the shell to drop it")
         modes = launch.Modes(
             stay=no_exec,
             mask=mask,
@@ -304,6 +300,11 @@ def cli(
             az_login=az_login,
             helper_timeout=token_cmd_timeout,
         )
+        if dry_run:
+            _report(checked, argv, env, as_json, modes)
+            return
+        if not command and not quiet:
+            _echo_err(f"starting {argv[0]} with the token set; exit the shell to drop it")
         closed_fds: tuple[int, ...] = click.get_current_context().obj or ()
         note = _ignore if quiet else _echo_err
         launch.start(argv, env, checked, modes, closed_fds=closed_fds, warn=warn, diagnose=_echo_err, note=note)
@@ -331,16 +332,15 @@ def _shell() -> list[str]:
     return launch.default_shell(os.environ)
 
 
-def _report(checked: Plan, argv: list[str], env: dict[str, str], as_json: bool, *, az_login: bool) -> None:
-    """Print the --dry-run report."""
-    from azexec import program, report
+def _report(checked: Plan, argv: list[str], env: dict[str, str], as_json: bool, modes: Modes) -> None:
+    """Print the --dry-run report: what would run, in which mode, with which environment."""
+    from azexec import launch, program, report
 
     found = program.which(argv[0], env) if argv else None
-    notes: tuple[str, ...] = ()
-    if _is_az(argv) and not az_login:
-        notes = (AZ_NOTE,)
+    notes = (AZ_NOTE,) if _is_az(argv) and not (modes.az_login or modes.identity_server) else ()
     render = report.as_json if as_json else report.as_text
-    click.echo(render(checked, argv, found, notes=notes))
+    parts = launch.preview(checked, modes, env)
+    click.echo(render(checked, argv, found, notes=notes, resident=modes.resident(), parts=parts, env=env))
 
 
 @contextlib.contextmanager

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, NamedTuple, NoReturn
 from azexec.program import BOURNE_SHELL, execute, require
 
 if TYPE_CHECKING:
-    from azexec.parts import Part, Say
+    from azexec.parts import Part, Preview, Say
     from azexec.plan import Plan
 
 
@@ -84,6 +84,26 @@ def parts(plan: Plan, modes: Modes, *, warn: Say, diagnose: Say, note: Say) -> l
 
         built.append(ExpiryWatch(plan.expires_at, warn=warn, diagnose=diagnose))
     return built
+
+
+def preview(plan: Plan, modes: Modes, env: Mapping[str, str]) -> list[Preview]:
+    """Say what each part would do, in the order they would start, doing nothing (--dry-run)."""
+    if not modes.resident():
+        return []
+    current = dict(env)
+    said: list[Preview] = []
+    for part in parts(plan, modes, warn=_silent, diagnose=_silent, note=_silent):
+        said.append(part.preview(current))
+        for name, value in said[-1].env:
+            if value is None:
+                current.pop(name, None)
+            else:
+                current[name] = value
+    return said
+
+
+def _silent(message: str) -> None:
+    """Say nothing: a preview runs nothing that could warn."""
 
 
 def start(

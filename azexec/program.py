@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import os
+import stat
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import NamedTuple, NoReturn, TypeVar
 
@@ -39,19 +40,24 @@ def candidates(command: str, env: Mapping[str, str]) -> Iterator[str]:
 
 
 def which(command: str, env: Mapping[str, str]) -> Found:
-    """Predict what exec will do with COMMAND, without running it."""
+    """Predict what exec will do with COMMAND, without running it: the same search, the same errors."""
     denied = None
     for path in candidates(command, env):
         try:
-            if os.path.isdir(path):
-                denied = denied or path
-                continue
-            if os.access(path, os.X_OK):
-                return Found(path, None, "")
-            if os.path.exists(path):
-                denied = denied or path
-        except (OSError, ValueError):  # a name too long, or with a NUL
+            info = os.stat(path)
+        except ValueError:  # a NUL in the name
             return Found(None, 126, "its name cannot be executed")
+        except OSError as e:
+            if e.errno == errno.EACCES:
+                denied = denied or path
+            if e.errno in _NEXT_ENTRY:
+                continue
+            # What execve would stop at too: a name too long, a symlink loop, …
+            return Found(None, 126, e.strerror or "it cannot be executed")
+        if stat.S_ISDIR(info.st_mode) or not os.access(path, os.X_OK):
+            denied = denied or path
+            continue
+        return Found(path, None, "")
     if denied is not None:
         return Found(denied, 126, "not executable")
     return Found(None, 127, "not found")

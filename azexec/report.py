@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from azexec import sources
 from azexec.plan import Plan
@@ -12,9 +12,20 @@ from azexec.program import Found
 from azexec.redact import escape, fingerprint, show
 from azexec.token import Claims, describe_span, format_utc
 
+if TYPE_CHECKING:
+    from azexec.parts import Preview
+
 
 def as_dict(
-    plan: Plan, argv: Sequence[str], found: Found | None, now: float | None = None, notes: Sequence[str] = ()
+    plan: Plan,
+    argv: Sequence[str],
+    found: Found | None,
+    now: float | None = None,
+    notes: Sequence[str] = (),
+    *,
+    resident: bool = False,
+    parts: Sequence[Preview] = (),
+    env: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """Return the report as plain data; the token appears only as its fingerprint.
 
@@ -22,41 +33,58 @@ def as_dict(
     secret; JSON escapes control characters itself.
     """
     now = time.time() if now is None else now
+    env = env or {}
 
     def variable(value: sources.Sourced | None) -> dict[str, Any] | None:
         return {"value": show(value.value), "source": value.origin} if value is not None else None
 
+    variables = {
+        sources.TOKEN_VAR: {"value": fingerprint(plan.token.reveal()), "source": plan.token.origin},
+        sources.SUBSCRIPTION_VAR: variable(plan.subscription),
+        sources.TENANT_VAR: variable(plan.tenant),
+    }
+    removed = [show(name) for name in plan.removed]
+    for part in parts:
+        for name, value in part.env:
+            if value is not None:
+                variables[name] = {"value": show(value), "source": f"the {part.name}"}
+            elif name in env:
+                removed.append(name)
+    status = found.status if found else None
+    # A COMMAND that cannot run fails first (127, 126); else a part that would fail ends the run with 125.
+    failure = next((part.failure for part in parts if part.failure), None) if status is None else None
     return {
         "command": [show(arg) for arg in argv],
         "executable": show(found.path) if found and found.path and found.status is None else None,
-        "exit_status": found.status if found else None,
-        "variables": {
-            sources.TOKEN_VAR: {"value": fingerprint(plan.token.reveal()), "source": plan.token.origin},
-            sources.SUBSCRIPTION_VAR: variable(plan.subscription),
-            sources.TENANT_VAR: variable(plan.tenant),
-        },
-        "removed": [show(name) for name in plan.removed],
+        "exit_status": 125 if failure else status,
+        "mode": "resident" if resident else "exec",
+        "parts": [part.name for part in parts],
+        "before_command": [step for part in parts for step in part.steps],
+        "failure": failure,
+        "variables": variables,
+        "removed": removed,
         "token": _claims(plan.claims, now) if plan.claims else None,
         "warnings": [*plan.warnings, *plan.expiring],
         "notes": list(notes),
     }
 
 
-def as_json(
-    plan: Plan, argv: Sequence[str], found: Found | None, now: float | None = None, *, notes: Sequence[str] = ()
-) -> str:
-    """Render the report as JSON."""
+def as_json(plan: Plan, argv: Sequence[str], found: Found | None, now: float | None = None, **how: Any) -> str:
+    """Render the report as JSON (HOW: as_dict's keywords)."""
     import json
 
-    return json.dumps(as_dict(plan, argv, found, now, notes), indent=2)
+    return json.dumps(as_dict(plan, argv, found, now, **how), indent=2)
 
 
-def as_text(
-    plan: Plan, argv: Sequence[str], found: Found | None, now: float | None = None, *, notes: Sequence[str] = ()
-) -> str:
+def as_text(plan: Plan, argv: Sequence[str], found: Found | None, now: float | None = None, **how: Any) -> str:
     """Render the report for a person; every value is escaped, so none can drive the terminal."""
-    data = as_dict(plan, argv, found, now, notes)
+    data = as_dict(plan, argv, found, now, **how)
     lines = _command_lines(argv, found, data)
+    if data["mode"] == "resident":
+        lines.append(f"mode: resident, as COMMAND's parent ({', '.join(data['parts']) or 'nothing beside it'})")
+    lines += [f"before COMMAND: {escape(step)}" for step in data["before_command"]]
+    if data["failure"]:
+        lines.append(f"  would fail: {escape(data['failure'])}: exit 125")
     lines.append("environment:")
     for name, entry in data["variables"].items():
         if entry is None:
@@ -65,7 +93,7 @@ def as_text(
             lines.append(f"  {name}={escape(entry['value'])}  from {escape(entry['source'])}")
     lines += [f"  {name} (removed)" for name in data["removed"]]
     lines += _token_lines(data["token"])
-    lines += [f"note: {note}" for note in notes]
+    lines += [f"note: {note}" for note in data["notes"]]
     return "\n".join(lines)
 
 

@@ -332,3 +332,58 @@ def test_a_usage_error_is_one_line_with_a_hint(args: list[str]) -> None:
     assert result.stderr.startswith("azexec: ")
     assert result.stderr.rstrip("\n").endswith("; see azexec --help")
     assert len(result.stderr.splitlines()) == 1
+
+
+def _dry_run_json(*args: str, **env: str) -> dict[str, object]:
+    result = run("--dry-run", "--json", "--token-env", "T", *args, env=base_env(T=make_token(), **env))
+    assert result.returncode == 0, explain(result)
+    report: dict[str, object] = json.loads(result.stdout)
+    return report
+
+
+def test_dry_run_says_what_the_identity_server_adds_and_removes() -> None:
+    """--identity-server: mode resident, the endpoint (secrets as placeholders), what COMMAND loses."""
+    report = _dry_run_json("--identity-server", "--", "true", AZURE_CLIENT_ID="stray", ARM_SUBSCRIPTION_ID="stale")
+    assert report["mode"] == "resident"
+    assert report["parts"] == ["identity server", "expiry watch"]
+    variables = report["variables"]
+    assert isinstance(variables, dict)
+    assert variables["IDENTITY_ENDPOINT"]["value"] == "http://127.0.0.1:<port>/<random path>"
+    assert variables["IDENTITY_HEADER"]["value"] == "<random, 32 bytes>"
+    assert variables["AZURE_TOKEN_CREDENTIALS"]["value"] == "ManagedIdentityCredential"
+    assert {"AZURE_CLIENT_ID", "ARM_SUBSCRIPTION_ID", "T"} <= set(report["removed"])  # type: ignore[arg-type]
+
+
+def test_dry_run_says_what_az_login_runs_and_where() -> None:
+    """--az-login: the az login and az account set steps, and the private directory."""
+    report = _dry_run_json("--az-login", "--subscription", SUBSCRIPTION, "--", "true")
+    assert report["before_command"] == [
+        "az login --identity --allow-no-subscriptions --output none",
+        f"az account set --subscription {SUBSCRIPTION} --output none",
+    ]
+    variables = report["variables"]
+    assert isinstance(variables, dict)
+    assert variables["AZURE_CONFIG_DIR"]["value"].startswith("<a new private directory in ")
+
+
+def test_dry_run_predicts_az_login_without_az_as_125(tmp_path: Path) -> None:
+    """--az-login where az is not on PATH: the dry run predicts 125, and the real run exits 125."""
+    true = shutil.which("true")
+    assert true is not None
+    report = _dry_run_json("--az-login", "--", true, PATH=str(tmp_path))
+    assert (report["exit_status"], report["failure"]) == (125, "--az-login: az is not on COMMAND's PATH")
+    real = run("--az-login", "--token-env", "T", "--", true, env=base_env(T=make_token(), PATH=str(tmp_path)))
+    assert real.returncode == 125, explain(real)
+
+
+@pytest.mark.parametrize("kind", ["symlink loop", "name too long"])
+def test_dry_run_predicts_the_real_status(tmp_path: Path, kind: str) -> None:
+    """A symlink loop or an over-long name: 126 predicted and 126 got, as env(1) exits."""
+    if kind == "symlink loop":
+        (tmp_path / "a").symlink_to(tmp_path / "b")
+        (tmp_path / "b").symlink_to(tmp_path / "a")
+        command = str(tmp_path / "a")
+    else:
+        command = str(tmp_path / ("x" * 300))
+    assert _dry_run_json("--", command)["exit_status"] == 126
+    assert run("--token-env", "T", "--", command, env=base_env(T=make_token())).returncode == 126

@@ -77,8 +77,24 @@ class Added(NamedTuple):
     redirections: tuple[Redirection, ...] = ()
 
 
+class Preview(NamedTuple):
+    """What a part would do, said without doing it (--dry-run)."""
+
+    #: Its name in the report.
+    name: str
+    #: Variables it would set (a placeholder where the value is made at start) or remove (None).
+    env: tuple[tuple[str, str | None], ...] = ()
+    #: What it would run before COMMAND.
+    steps: tuple[str, ...] = ()
+    #: Why it would fail (azexec would exit 125), or None.
+    failure: str | None = None
+
+
 class Part(Protocol):
     """Something resident mode runs beside COMMAND: started before it, stopped after it."""
+
+    def preview(self, env: Mapping[str, str]) -> Preview:
+        """Say what start() would do in ENV, doing nothing."""
 
     def start(self, context: Context) -> Added:
         """Prepare, before COMMAND starts; return what COMMAND gets from this part."""

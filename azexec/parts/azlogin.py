@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable, Mapping
 
 from azexec.errors import AzLoginError, Terminated
-from azexec.parts import Added, Context, Say
+from azexec.parts import Added, Context, Preview, Say
 from azexec.process import signals
 from azexec.program import which
 from azexec.redact import show
@@ -61,6 +61,21 @@ class AzLogin:
         self.directory: str | None = None
         #: The caller's signal mask, for az (resident mode blocks what it forwards; az must not inherit that).
         self.mask: frozenset[int] = frozenset()
+
+    def preview(self, env: Mapping[str, str]) -> Preview:
+        """Say what would run before COMMAND, and where; or why it would fail."""
+        steps = ["az login --identity --allow-no-subscriptions --output none"]
+        if self.subscription:
+            steps.append(f"az account set --subscription {self.subscription} --output none")
+        found = which("az", env)
+        failure = None if found.path and found.status is None else "--az-login: az is not on COMMAND's PATH"
+        directory = f"<a new private directory in {private_parent(env)}, removed at exit>"
+        added = {"AZURE_CONFIG_DIR": directory, "AZURE_LOGGING_LOG_DIR": directory}
+        if "AZURE_EXTENSION_DIR" not in env:
+            added["AZURE_EXTENSION_DIR"] = (
+                os.path.join(user_config_dir(env), "cliextensions") + " (unless config sets it)"
+            )
+        return Preview("az login", env=tuple(added.items()), steps=tuple(steps), failure=failure)
 
     def start(self, context: Context) -> Added:
         """Make the directory, copy the user's settings, run az login and az account set.

@@ -22,13 +22,14 @@ import secrets
 import socket
 import threading
 import time
+from collections.abc import Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import SplitResult, parse_qs, urlsplit
 
 from azexec import resources
 from azexec.errors import Refused
-from azexec.parts import Added, Context
+from azexec.parts import Added, Context, Preview
 from azexec.parts.provider import IDENTITY_PARAMETERS, Provider
 from azexec.redact import show
 from azexec.token import Accepted
@@ -292,29 +293,40 @@ class IdentityServer:
         self.server: Server | None = None
         self.thread: threading.Thread | None = None
 
+    def preview(self, env: Mapping[str, str]) -> Preview:
+        """Say what COMMAND's environment would get, the endpoint's secrets as placeholders."""
+        base = "http://127.0.0.1:<port>"
+        added = self._variables(env, base + "/<random path>", "<random, 32 bytes>", base + "/<another random path>")
+        return Preview("identity server", env=tuple(added.items()))
+
     def start(self, context: Context) -> Added:
         """Listen, and point COMMAND's managed-identity clients at the endpoint."""
         self.provider.serve(context)
         self.server = server = Server(self.provider)
         base = f"http://127.0.0.1:{server.port}"
+        env = self._variables(context.env, base + server.app_service_path, server.header, base + server.imds_path)
+        # Serving starts now, before COMMAND: a client may ask the moment it starts.
+        self.thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": POLL_SECONDS}, daemon=True)
+        self.thread.start()
+        return Added(env=tuple(env.items()))
+
+    def _variables(self, parent: Mapping[str, str], endpoint: str, header: str, imds: str) -> dict[str, str | None]:
+        """Return what COMMAND's environment gets (None: removed), in PARENT's environment."""
         env: dict[str, str | None] = dict.fromkeys((*OTHER_PROTOCOLS, *OTHER_CREDENTIALS))
-        env["IDENTITY_ENDPOINT"] = base + server.app_service_path
-        env["IDENTITY_HEADER"] = server.header
+        env["IDENTITY_ENDPOINT"] = endpoint
+        env["IDENTITY_HEADER"] = header
         # Clients read one spelling or the other (az and Python the lower case first): both get the union.
-        given = [entry.strip() for name in ("NO_PROXY", "no_proxy") for entry in context.env.get(name, "").split(",")]
+        given = [entry.strip() for name in ("NO_PROXY", "no_proxy") for entry in parent.get(name, "").split(",")]
         bypass = ",".join(dict.fromkeys(entry for entry in [*given, "127.0.0.1", "localhost"] if entry))
         env["NO_PROXY"] = env["no_proxy"] = bypass
         # Always: a parent's AZURE_TOKEN_CREDENTIALS=dev would make DefaultAzureCredential skip the server.
         env["AZURE_TOKEN_CREDENTIALS"] = "ManagedIdentityCredential"  # noqa: S105 - a credential's name
         env["ARM_USE_MSI"] = "true"
-        env["ARM_MSI_ENDPOINT"] = base + server.imds_path
+        env["ARM_MSI_ENDPOINT"] = imds
         # A value inherited from the parent (terraform reads them) must not pair with this token: set or removed.
         env["ARM_TENANT_ID"] = self.tenant
         env["ARM_SUBSCRIPTION_ID"] = self.subscription
-        # Serving starts now, before COMMAND: a client may ask the moment it starts.
-        self.thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": POLL_SECONDS}, daemon=True)
-        self.thread.start()
-        return Added(env=tuple(env.items()))
+        return env
 
     def running(self) -> None:
         """Nothing to do: the server is already serving."""

@@ -6,11 +6,11 @@ import os
 import select
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import NamedTuple
 
 from azexec.errors import PartFailed
-from azexec.parts import Added, Context
+from azexec.parts import Added, Context, Preview
 from azexec.redact import REPLACEMENT, Secret
 
 #: As much as a pipe holds at once: one read per wake-up, few Python steps per MiB.
@@ -132,6 +132,10 @@ class Mask:
         self.pumps: list[threading.Thread] = []
         self.exited: tuple[int, int] | None = None
         self.writes_open = False
+
+    def preview(self, env: Mapping[str, str]) -> Preview:
+        """Nothing to add: COMMAND's stdout and stderr become pipes."""
+        return Preview("mask")
 
     def start(self, context: Context) -> Added:
         """Make the pipes; return them as (fd here, fd in COMMAND) redirections."""

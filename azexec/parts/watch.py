@@ -5,10 +5,10 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import NamedTuple
 
-from azexec.parts import Added, Context, Say
+from azexec.parts import Added, Context, Preview, Say
 from azexec.token import WARN_REMAINING_SECONDS, describe_span, format_utc
 
 #: The longest single wait: longer ones overflow the platform's clock types.
@@ -56,6 +56,10 @@ class ExpiryWatch:
         self.done = threading.Event()
         self.started = clock()
         self.thread: threading.Thread | None = None
+
+    def preview(self, env: Mapping[str, str]) -> Preview:
+        """Nothing to add: it warns while COMMAND runs."""
+        return Preview("expiry watch")
 
     def start(self, context: Context) -> Added:
         """Change nothing of COMMAND's environment or descriptors."""
