@@ -476,3 +476,12 @@ def test_plain_az_is_told_it_needs_az_login(tmp_path: Path, options: list[str], 
     assert ran.exists()
     assert ("add --az-login" in result.stderr) is said
     assert len(result.stderr.splitlines()) == int(said)
+
+
+def test_az_account_show_names_the_user_system_assigned_identity(az_env: dict[str, str], tmp_path: Path) -> None:
+    """What the README says az shows under --az-login: user systemAssignedIdentity, a service principal."""
+    path = token_file(tmp_path, make_token())
+    result = run("--az-login", "--token-file", str(path), "--", "az", "account", "show", env=az_env, timeout=180)
+    assert result.returncode == 0, explain(result)
+    user = json.loads(result.stdout)["user"]
+    assert (user["name"], user["type"]) == ("systemAssignedIdentity", "servicePrincipal")
