@@ -65,6 +65,7 @@ def parts(plan: Plan, modes: Modes, *, warn: Say, diagnose: Say, note: Say) -> l
         # First to start, last to stop: what COMMAND left in its pipes is passed on after the
         # identity server has stopped answering, so a job COMMAND left behind gets no token.
         built.append(Mask(plan.token))
+    provider = None
     if serving:
         from azexec.parts.identity import IdentityServer
         from azexec.parts.provider import Provider
@@ -78,11 +79,14 @@ def parts(plan: Plan, modes: Modes, *, warn: Say, diagnose: Say, note: Say) -> l
 
         subscription = plan.subscription.value if plan.subscription else None
         built.append(AzLogin(subscription=subscription, timeout=modes.helper_timeout, note=note))
-    # A token the identity server will refresh does not expire for COMMAND: nothing to warn of.
-    if plan.claims is not None and not (serving and plan.source.rereadable()):
+    if plan.claims is not None:
         from azexec.parts.watch import ExpiryWatch
 
-        built.append(ExpiryWatch(plan.expires_at, warn=warn, diagnose=diagnose))
+        if provider is None:
+            built.append(ExpiryWatch(plan.expires_at, warn=warn, diagnose=diagnose))
+        else:
+            # Quiet while the server refreshes the token; back when refreshing fails.
+            built.append(ExpiryWatch(provider.held_expiry, covered=provider.covered, warn=warn, diagnose=diagnose))
     return built
 
 

@@ -588,3 +588,19 @@ def test_with_mask_a_job_left_behind_is_not_served(script: Callable[[str, str], 
     assert result.returncode == 0, explain(result)
     wait_until(outcome.exists, what="the late client's outcome")
     assert outcome.read_text() == "refused"
+
+
+def test_when_refreshing_fails_the_expiry_warning_and_diagnosis_come_back(
+    script: Callable[[str, str], Path], tmp_path: Path
+) -> None:
+    """An 8 s token whose command then fails: the request is served, and azexec warns at expiry and after."""
+    client = script("fetch.py", PRINTING_CLIENT)
+    ran = tmp_path / "ran"
+    # The first run prints a token living 8 s; every later run fails.
+    failing = f"sh -c 'test -e {ran} && exit 3; touch {ran}; exec {mint_command(tmp_path, lifetime=8, age=0)}'"
+    command = f"sleep 5; {sys.executable} {client} {ARM} >/dev/null; sleep 5; exit 1"
+    result = run("--identity-server", "--token-cmd", failing, "--", "sh", "-c", command, env=identity_env(), timeout=60)
+    assert result.returncode == 1, explain(result)
+    assert "refreshing the token failed: --token-cmd failed: sh exited with status 3" in result.stderr
+    assert "while COMMAND is running" in result.stderr, explain(result)
+    assert "into the run; COMMAND's failure may be an authentication error" in result.stderr, explain(result)

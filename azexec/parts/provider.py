@@ -108,6 +108,14 @@ class Provider:
                     f"{mine}; unset what makes the client ask for another identity (AZURE_CLIENT_ID, ARM_CLIENT_ID)"
                 )
 
+    def held_expiry(self) -> float:
+        """Return when the token held for its own audience expires (the first, or the last refreshed)."""
+        return self.cache[""].expires_at
+
+    def covered(self) -> bool:
+        """Tell whether an expiry is the server's to handle: its source is read again, and that works."""
+        return self.source.rereadable() and not self.failing
+
     def refreshable(self) -> bool:
         """Tell whether an expiring token will be replaced (so no expiry is worth a warning)."""
         return self.source.rereadable()

@@ -13,6 +13,8 @@ from azexec.token import WARN_REMAINING_SECONDS, describe_span, format_utc
 
 #: The longest single wait: longer ones overflow the platform's clock types.
 MAX_WAIT_SECONDS = 86400.0
+#: With a token the identity server may replace, how often the watch looks whether the one held changed.
+RECHECK_SECONDS = 5.0
 
 
 class Event(NamedTuple):
@@ -48,8 +50,23 @@ def diagnosis(*, expires_at: float, started: float, code: int, now: float) -> st
 class ExpiryWatch:
     """Warn on a thread of its own as the token nears and reaches expiry; explain a failure after."""
 
-    def __init__(self, expires_at: float, *, warn: Say, diagnose: Say, clock: Callable[[], float] = time.time) -> None:
-        self.expires_at = expires_at
+    def __init__(
+        self,
+        expires_at: float | Callable[[], float],
+        *,
+        warn: Say,
+        diagnose: Say,
+        covered: Callable[[], bool] | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        """Watch EXPIRES_AT: a time, or (the identity server) a function giving the held token's.
+
+        While COVERED() is true (the identity server refreshes the token), nothing is said.
+        """
+        #: Whether the token watched is the one COMMAND started with, for good.
+        self.fixed = not callable(expires_at)
+        self.expiry: Callable[[], float] = expires_at if callable(expires_at) else lambda: expires_at
+        self.covered = covered or (lambda: False)
         self.warn = warn
         self.diagnose = diagnose
         self.clock = clock
@@ -76,17 +93,29 @@ class ExpiryWatch:
         self.done.set()
         if self.thread is not None:
             self.thread.join()
-        if code is None:
+        if code is None or self.covered():
             return
-        message = diagnosis(expires_at=self.expires_at, started=self.started, code=code, now=self.clock())
+        message = diagnosis(expires_at=self.expiry(), started=self.started, code=code, now=self.clock())
         if message:
             self.diagnose(message)
 
     def _warn_when_due(self) -> None:
-        for event in schedule(self.expires_at, self.started):
-            while (remaining := event.due - self.clock()) > 0:
-                if self.done.wait(min(remaining, MAX_WAIT_SECONDS)):
+        """Say each event when due, for the token held then; drop one that a working refresh covers."""
+        said: set[tuple[float, str]] = set()
+        # A token the identity server may replace is looked at again now and then: its expiry may move.
+        recheck = MAX_WAIT_SECONDS if self.fixed else RECHECK_SECONDS
+        while True:
+            expires_at = self.expiry()
+            pending = [e for e in schedule(expires_at, self.started) if (expires_at, e.message) not in said]
+            if not pending and self.fixed:
+                return
+            wait = min(pending[0].due - self.clock(), recheck) if pending else recheck
+            if wait > 0:
+                if self.done.wait(wait):
                     return
-            # A closed stderr must not end the thread with a traceback.
-            with contextlib.suppress(OSError, ValueError):
-                self.warn(event.message)
+                continue
+            said.add((expires_at, pending[0].message))
+            if not self.covered():
+                # A closed stderr must not end the thread with a traceback.
+                with contextlib.suppress(OSError, ValueError):
+                    self.warn(pending[0].message)
