@@ -359,11 +359,20 @@ _END = b"\x04"
 
 
 def _edit(line: bytearray, chunk: bytes) -> bool:
-    """Apply CHUNK's keys to LINE as a terminal would; return whether the line is complete."""
+    """Apply CHUNK's keys to LINE as a terminal would; return whether the input is complete.
+
+    Enter ends a token. JSON (what az account get-access-token prints, pasted whole) goes on over
+    several lines until it closes, or until Ctrl-D.
+    """
     for byte in chunk:
         char = bytes((byte,))
-        if char in _ENTER or (char in _END and not line):
+        if char in _END and (not line or line.lstrip().startswith(b"{")):
             return True
+        if char in _ENTER:
+            if not line.lstrip().startswith(b"{") or _closed(line):
+                return True
+            line.append(ord("\n"))
+            continue
         if char in _ERASE:
             del line[-1:]
         elif char in _KILL_LINE:
@@ -371,6 +380,17 @@ def _edit(line: bytearray, chunk: bytes) -> bool:
         elif char not in _END:
             line.append(byte)
     return False
+
+
+def _closed(text: bytearray) -> bool:
+    """Tell whether TEXT is a whole JSON document (pasted JSON ends when its braces close)."""
+    import json
+
+    try:
+        json.loads(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _prompt_hidden(fd: int, origin: str) -> bytes:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from helpers import AZEXEC, TENANT, Terminal, base_env, make_token
+from helpers import AZEXEC, SUBSCRIPTION, TENANT, Terminal, base_env, make_token
 
 pytestmark = pytest.mark.slow
 
@@ -134,3 +135,15 @@ def test_ctrl_z_at_a_token_cmd_prompt_stops_azexec_and_fg_resumes_both(
     term.expect(TENANT)
     term.send("exit\n")
     assert term.finish() == 0
+
+
+def test_multi_line_json_pasted_at_the_prompt_is_read_whole(terminal: Callable[..., Terminal]) -> None:
+    """What az account get-access-token prints, pasted over several lines: read until the JSON closes."""
+    tok = make_token()
+    term = terminal(["--token-stdin", "--", "printenv", "AZURE_CLI_SUBSCRIPTION_ID"], base_env())
+    term.expect("Azure access token (input hidden): ")
+    document = json.dumps({"accessToken": tok, "subscription": SUBSCRIPTION, "tenant": TENANT}, indent=2)
+    term.send(document.replace("\n", "\r") + "\r")
+    term.expect(SUBSCRIPTION)
+    assert term.finish() == 0
+    assert tok[20:60].encode() not in term.output
