@@ -8,7 +8,7 @@ import re
 import signal
 import sys
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
@@ -166,6 +166,7 @@ MAX_DURATION = 7 * 24 * 3600.0
     metavar="NAME",
     group=SOURCE,
     help="Read variable NAME (not passed on).",
+    shell_complete=lambda ctx, param, incomplete: _variable_names(incomplete),
 )
 @option(
     "--token-stdin",
@@ -310,6 +311,13 @@ def cli(
         launch.start(argv, env, checked, modes, closed_fds=closed_fds, warn=warn, diagnose=_echo_err, note=note)
 
 
+def _variable_names(incomplete: str) -> list[Any]:
+    """Complete --token-env with the names of the variables set (completion only: imported then)."""
+    from azexec.completion import variable_names
+
+    return list(variable_names(incomplete))
+
+
 def _is_az(argv: list[str]) -> bool:
     """Tell whether COMMAND is the Azure CLI."""
     return bool(argv) and os.path.basename(argv[0]) == "az"
@@ -387,6 +395,10 @@ def main() -> None:
     # and nothing holding a token may dump core.
     closed_fds = process.reserve_standard_fds()
     process.no_core_dumps()
+    if "_AZEXEC_COMPLETE" in os.environ:  # a shell asks for completion: bash hands COMMAND's words over
+        from azexec import completion
+
+        completion.register()
     try:
         status = cli.main(prog_name="azexec", standalone_mode=False, obj=closed_fds)
     except click.ClickException as e:

@@ -39,16 +39,20 @@ def test_completion_scripts_are_produced(shell: str, marker: str) -> None:
     assert marker in completion_script(shell)
 
 
-def bash_complete(words: list[str], tmp_path: Path) -> list[str]:
+def bash_complete(
+    words: list[str], tmp_path: Path, *, with_bash_completion: bool = False, **variables: str
+) -> list[str]:
     """Source the bash script in a real bash and ask it to complete WORDS (the last one is being typed)."""
     script = tmp_path / "azexec.bash"
     script.write_text(completion_script("bash"))
     quoted = " ".join(f"'{w}'" for w in words)
+    setup = "source /usr/share/bash-completion/bash_completion; " if with_bash_completion else ""
     program = (
-        f"source {script}; COMP_WORDS=({quoted}); COMP_CWORD={len(words) - 1}; "
+        f"{setup}source {script}; COMP_WORDS=({quoted}); COMP_CWORD={len(words) - 1}; "
+        f"COMP_LINE='{' '.join(words)}'; COMP_POINT=${{#COMP_LINE}}; "
         '_azexec_completion azexec; printf "%s\\n" "${COMPREPLY[@]}"'
     )
-    env = base_env(PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}")
+    env = base_env(PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}", **variables)
     result = subprocess.run(["bash", "-c", program], env=env, capture_output=True, text=True, timeout=30, check=True)
     return [line for line in result.stdout.splitlines() if line]
 
@@ -62,3 +66,20 @@ def test_bash_completes_all_sources(tmp_path: Path) -> None:
     """Typing --token<TAB> offers every --token-* source."""
     offered = set(bash_complete(["azexec", "--token"], tmp_path))
     assert {"--token-stdin", "--token-file", "--token-cmd", "--token-env"} <= offered
+
+
+def test_bash_completes_variable_names_for_token_env(tmp_path: Path) -> None:
+    """--token-env AZEXEC_DEMO_<TAB> offers the variables set whose names start so."""
+    offered = bash_complete(["azexec", "--token-env", "AZURE_DEMO_T"], tmp_path, AZURE_DEMO_TOKEN="x")
+    assert offered == ["AZURE_DEMO_TOKEN"]
+
+
+def test_bash_hands_the_words_after_the_separator_to_commands_completion(tmp_path: Path) -> None:
+    """azexec … -- git chec<TAB>: git's own completion answers, through bash-completion, as after sudo."""
+    words = ["azexec", "--token-env", "T", "--", "git", "chec"]
+    assert "checkout" in [word.strip() for word in bash_complete(words, tmp_path, with_bash_completion=True)]
+
+
+def test_bash_completes_a_command_name_after_the_separator(tmp_path: Path) -> None:
+    """azexec -- gi<TAB>: command names, even without bash-completion."""
+    assert "git" in bash_complete(["azexec", "--", "gi"], tmp_path)
