@@ -82,11 +82,10 @@ def _regular_file(path: str) -> bool:
         return False
 
 
-class Stdin:
-    """Standard input, read to EOF, or a hidden prompt at a terminal: read once."""
+class _Source:
+    """What most sources are: read once, for one audience, cheaply. A source class overrides what differs."""
 
-    def __init__(self, origin: str) -> None:
-        self.origin = origin
+    origin: str
 
     def rereadable(self) -> bool:
         return False
@@ -97,13 +96,9 @@ class Stdin:
     def costly(self) -> bool:
         return False
 
-    def read(self, resource: str | None = None, *, jobs: Jobs | None = None) -> Credential:
-        data = _prompt_hidden(0, self.origin) if os.isatty(0) else read_fd(0, self.origin)
-        return parse(decode(data, self.origin), self.origin)
 
-
-class File:
-    """A file, a FIFO or /dev/fd/N; a regular file is read again for a fresh token."""
+class _PathSource(_Source):
+    """A source that is a path: named as the user gave it; a regular file is read again for a fresh token."""
 
     def __init__(self, path: str, *, label: str) -> None:
         self.path = path
@@ -112,11 +107,20 @@ class File:
     def rereadable(self) -> bool:
         return _regular_file(self.path)
 
-    def per_resource(self) -> bool:
-        return False
 
-    def costly(self) -> bool:
-        return False
+class Stdin(_Source):
+    """Standard input, read to EOF, or a hidden prompt at a terminal: read once."""
+
+    def __init__(self, origin: str) -> None:
+        self.origin = origin
+
+    def read(self, resource: str | None = None, *, jobs: Jobs | None = None) -> Credential:
+        data = _prompt_hidden(0, self.origin) if os.isatty(0) else read_fd(0, self.origin)
+        return parse(decode(data, self.origin), self.origin)
+
+
+class File(_PathSource):
+    """A file, a FIFO or /dev/fd/N; a regular file is read again for a fresh token."""
 
     def read(self, resource: str | None = None, *, jobs: Jobs | None = None) -> Credential:
         data, warnings = _read_path(self.path, self.origin)
@@ -124,22 +128,13 @@ class File:
         return credential._replace(warnings=credential.warnings + warnings)
 
 
-class Variable:
+class Variable(_Source):
     """One of azexec's own environment variables; COMMAND does not inherit it."""
 
     def __init__(self, name: str, environ: Mapping[str, str], *, label: str) -> None:
         self.name = name
         self.environ = environ
         self.origin = f"{label} {show(name)}"
-
-    def rereadable(self) -> bool:
-        return False
-
-    def per_resource(self) -> bool:
-        return False
-
-    def costly(self) -> bool:
-        return False
 
     def read(self, resource: str | None = None, *, jobs: Jobs | None = None) -> Credential:
         text = self.environ.get(self.name)
@@ -150,7 +145,7 @@ class Variable:
         return parse(text, self.origin)
 
 
-class Command:
+class Command(_Source):
     """A command run without a shell (vault, pass, op, az); {resource} in it asks for any resource."""
 
     def __init__(self, command: str, *, timeout: float, label: str) -> None:
@@ -189,21 +184,8 @@ class Command:
         return credential
 
 
-class EnvFile:
+class EnvFile(_PathSource):
     """A dotenv file with the three AZURE_CLI_* values; when it holds the token, it is read again for a fresh one."""
-
-    def __init__(self, path: str, *, label: str) -> None:
-        self.path = path
-        self.origin = f"{label} {show(path)}"
-
-    def rereadable(self) -> bool:
-        return _regular_file(self.path)
-
-    def per_resource(self) -> bool:
-        return False
-
-    def costly(self) -> bool:
-        return False
 
     def read(self, resource: str | None = None, *, jobs: Jobs | None = None) -> Credential:
         """Take the three AZURE_CLI_* values, and nothing else.
