@@ -307,7 +307,8 @@ def cli(
         if not command and not quiet:
             _echo_err(f"starting {argv[0]} with the token set; exit the shell to drop it")
         closed_fds: tuple[int, ...] = click.get_current_context().obj or ()
-        note = _ignore if quiet else _echo_err
+        # What azexec waits for, on the terminal's line, cleared when done; nothing in a log.
+        note = _terminal_note if not quiet and sys.stderr.isatty() else _ignore
         launch.start(argv, env, checked, modes, closed_fds=closed_fds, warn=warn, diagnose=_echo_err, note=note)
 
 
@@ -370,6 +371,16 @@ def _exit_status() -> Iterator[None]:
         # Die of SIGINT, as a plain program would, so a shell loop or `make -k` stops too.
         _echo_err("interrupted")
         die_of(signal.SIGINT)
+
+
+def _terminal_note(message: str) -> None:
+    """Show MESSAGE on azexec's line of the terminal, or clear that line (an empty MESSAGE)."""
+    from azexec.redact import escape_lines
+
+    text = f"azexec: {escape_lines(message)}" if message else ""
+    with contextlib.suppress(OSError, ValueError):
+        sys.stderr.write(f"\r\x1b[K{text}")
+        sys.stderr.flush()
 
 
 def _warn(message: str) -> None:

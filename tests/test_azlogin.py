@@ -15,7 +15,7 @@ import signal
 import ssl
 import subprocess
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -24,6 +24,7 @@ import pytest
 from helpers import (
     AZEXEC,
     TENANT,
+    Terminal,
     all_gone,
     base_env,
     claims_of,
@@ -406,15 +407,29 @@ def test_az_login_has_a_deadline(tmp_path: Path) -> None:
     assert list((tmp_path / "runtime").iterdir()) == []
 
 
-@pytest.mark.parametrize("quiet", [False, True], ids=["noted", "quiet"])
-def test_a_slow_az_login_is_noted(tmp_path: Path, quiet: bool) -> None:
-    """az login taking 4 s: one line says what azexec waits for (not with -q); then COMMAND runs."""
-    env = _fake_az(tmp_path, 'case "$1" in login) sleep 4;; esac\nexit 0\n')
+NOTED = "azexec: waiting for az login --identity (through azexec's identity server)…"
+
+
+def test_a_slow_az_login_is_noted_at_a_terminal_and_the_note_cleared(
+    tmp_path: Path, terminal: Callable[..., Terminal]
+) -> None:
+    """At a terminal, az login taking 2 s gets a note after a second, cleared before COMMAND runs."""
+    env = _fake_az(tmp_path, 'case "$1" in login) sleep 2;; esac\nexit 0\n')
+    path = token_file(tmp_path, make_token())
+    term = terminal(["--az-login", "--token-file", str(path), "--", "echo", "command ran"], env)
+    term.expect("command ran")
+    assert term.finish() == 0
+    assert NOTED.encode() + b"\r\x1b[K" in term.output
+
+
+@pytest.mark.parametrize("quiet", [False, True], ids=["not a terminal", "quiet"])
+def test_a_slow_az_login_says_nothing_in_a_log(tmp_path: Path, quiet: bool) -> None:
+    """Not at a terminal (a CI log), or with -q, a slow az login prints no note."""
+    env = _fake_az(tmp_path, 'case "$1" in login) sleep 2;; esac\nexit 0\n')
     path = token_file(tmp_path, make_token())
     result = run(*(["-q"] if quiet else []), "--az-login", "--token-file", str(path), "--", "true", env=env)
     assert result.returncode == 0, explain(result)
-    noted = "azexec: waiting for az login --identity (through azexec's identity server)…"
-    assert (noted in result.stderr) is not quiet, explain(result)
+    assert "waiting for" not in result.stderr, explain(result)
 
 
 def test_az_keeps_the_users_extensions_and_logs_stay_private(tmp_path: Path) -> None:

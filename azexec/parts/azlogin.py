@@ -30,8 +30,8 @@ from azexec.redact import show
 COPIED = ("config", "clouds.config")
 #: A settings file larger than this is no settings file.
 MAX_SETTINGS_BYTES = 1 << 20
-#: After this long, az login gets a one-line note saying what azexec waits for.
-NOTE_SECONDS = 3.0
+#: After this long, az login gets a note saying what azexec waits for (at a terminal; cleared when done).
+NOTE_SECONDS = 1.0
 
 
 def private_parent(environ: Mapping[str, str]) -> str:
@@ -159,7 +159,15 @@ class AzLogin:
         reader = threading.Thread(target=_drain, args=(read_err, errors), daemon=True)
         reader.start()
         what = f"az {args[0]} {args[1]}"
-        status = _wait(pid, self.timeout, lambda: self.note(f"waiting for {what} (through azexec's identity server)…"))
+        noted: list[bool] = []
+
+        def note() -> None:
+            noted.append(True)
+            self.note(f"waiting for {what} (through azexec's identity server)…")
+
+        status = _wait(pid, self.timeout, note)
+        if noted:
+            self.note("")  # clear it: az is done
         reader.join()
         if status is None or status != 0:
             import sys
