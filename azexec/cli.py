@@ -308,7 +308,7 @@ def cli(
             _echo_err(f"starting {argv[0]} with the token set; exit the shell to drop it")
         closed_fds: tuple[int, ...] = click.get_current_context().obj or ()
         # What azexec waits for, on the terminal's line, cleared when done; nothing in a log.
-        note = _terminal_note if not quiet and sys.stderr.isatty() else _ignore
+        note = _terminal_note if not quiet and os.isatty(2) else _ignore
         launch.start(argv, env, checked, modes, closed_fds=closed_fds, warn=warn, diagnose=_echo_err, note=note)
 
 

@@ -500,3 +500,12 @@ def test_az_account_show_names_the_user_system_assigned_identity(az_env: dict[st
     assert result.returncode == 0, explain(result)
     user = json.loads(result.stdout)["user"]
     assert (user["name"], user["type"]) == ("systemAssignedIdentity", "servicePrincipal")
+
+
+def test_a_failing_az_login_with_stderr_closed_still_exits_125(tmp_path: Path) -> None:
+    """The caller closed stderr (2>&-): az login fails, azexec exits 125 all the same, no traceback to nowhere."""
+    env = _fake_az(tmp_path, "echo 'login refused' >&2; exit 1\n")
+    path = token_file(tmp_path, make_token())
+    script = f'exec "{AZEXEC}" --az-login --token-file {path} -- true 2>&-'
+    result = subprocess.run(["sh", "-c", script], env=env, capture_output=True, timeout=60, check=False)
+    assert result.returncode == 125, result

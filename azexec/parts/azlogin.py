@@ -170,10 +170,9 @@ class AzLogin:
             self.note("")  # clear it: az is done
         reader.join()
         if status is None or status != 0:
-            import sys
-
-            sys.stderr.buffer.write(b"".join(errors))
-            sys.stderr.flush()
+            # fd 2, not sys.stderr: a caller's closed stderr leaves sys.stderr None (fd 2 is then /dev/null).
+            with contextlib.suppress(OSError):
+                os.write(2, b"".join(errors))
             if status is None:
                 raise AzLoginError(
                     f"--az-login: {what} did not finish within {self.timeout:g}s and was killed",
