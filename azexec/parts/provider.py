@@ -116,10 +116,6 @@ class Provider:
         """Tell whether an expiry is the server's to handle: its source is read again, and that works."""
         return self.source.rereadable() and not self.failing
 
-    def refreshable(self) -> bool:
-        """Tell whether an expiring token will be replaced (so no expiry is worth a warning)."""
-        return self.source.rereadable()
-
     def get(self, resource: str) -> Accepted:
         """Return a valid token for RESOURCE, or raise Refused saying why not."""
         held = resources.serves(self.audiences(), resource)
