@@ -413,8 +413,8 @@ NOTED = "azexec: waiting for az login --identity (through azexec's identity serv
 def test_a_slow_az_login_is_noted_at_a_terminal_and_the_note_cleared(
     tmp_path: Path, terminal: Callable[..., Terminal]
 ) -> None:
-    """At a terminal, az login taking 2 s gets a note after a second, cleared before COMMAND runs."""
-    env = _fake_az(tmp_path, 'case "$1" in login) sleep 2;; esac\nexit 0\n')
+    """At a terminal, az login taking 3 s gets a note after a second, cleared before COMMAND runs."""
+    env = _fake_az(tmp_path, 'case "$1" in login) sleep 3;; esac\nexit 0\n')
     path = token_file(tmp_path, make_token())
     term = terminal(["--az-login", "--token-file", str(path), "--", "echo", "command ran"], env)
     term.expect("command ran")

@@ -562,17 +562,27 @@ def test_no_token_command_outlives_azexec(script: Callable[[str, str], Path], tm
     assert all_gone(started)
 
 
-#: Asks for a token 0.3 s after its start, and writes what came of it to argv[1].
+#: A job COMMAND leaves behind: once COMMAND (pid argv[2]) has exited, it asks for a token every 50 ms
+#: for 0.8 s (within the second --mask gives a straggler) and writes to argv[1] whether it was refused.
 LATE_CLIENT = """
 import os, sys, time, urllib.request
-time.sleep(0.3)  # the scenario: a job COMMAND leaves behind asks after COMMAND has exited
+for _ in range(400):
+    try:
+        os.kill(int(sys.argv[2]), 0)
+    except ProcessLookupError:
+        break
+    time.sleep(0.01)
 opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 url = os.environ["IDENTITY_ENDPOINT"] + "?api-version=2019-08-01&resource=https://management.azure.com/"
-try:
-    opener.open(urllib.request.Request(url, headers={"X-IDENTITY-HEADER": os.environ["IDENTITY_HEADER"]}), timeout=10)
-    outcome = "served"
-except Exception:
-    outcome = "refused"
+outcome = "served"
+for _ in range(16):
+    try:
+        request = urllib.request.Request(url, headers={"X-IDENTITY-HEADER": os.environ["IDENTITY_HEADER"]})
+        opener.open(request, timeout=10)
+    except Exception:
+        outcome = "refused"
+        break
+    time.sleep(0.05)
 open(sys.argv[1], "w").write(outcome)
 """
 
@@ -581,7 +591,7 @@ def test_with_mask_a_job_left_behind_is_not_served(script: Callable[[str, str], 
     """--mask --identity-server: COMMAND exits leaving a job that asks for a token: the server no longer answers."""
     client = script("late.py", LATE_CLIENT)
     outcome = tmp_path / "outcome"
-    command = f"{sys.executable} {client} {outcome} &"
+    command = f"{sys.executable} {client} {outcome} $$ &"
     result = run(
         "--mask", "--identity-server", "--token-env", "T", "--", "sh", "-c", command, env=identity_env(T=make_token())
     )
@@ -593,12 +603,12 @@ def test_with_mask_a_job_left_behind_is_not_served(script: Callable[[str, str], 
 def test_when_refreshing_fails_the_expiry_warning_and_diagnosis_come_back(
     script: Callable[[str, str], Path], tmp_path: Path
 ) -> None:
-    """An 8 s token whose command then fails: the request is served, and azexec warns at expiry and after."""
+    """A token with 12 s left whose command then fails: the request is served; azexec warns at expiry and after."""
     client = script("fetch.py", PRINTING_CLIENT)
     ran = tmp_path / "ran"
-    # The first run prints a token living 8 s; every later run fails.
-    failing = f"sh -c 'test -e {ran} && exit 3; touch {ran}; exec {mint_command(tmp_path, lifetime=8, age=0)}'"
-    command = f"sleep 5; {sys.executable} {client} {ARM} >/dev/null; sleep 5; exit 1"
+    # The first run prints the last 12 s of a minute's token (so the first request refreshes); later runs fail.
+    failing = f"sh -c 'test -e {ran} && exit 3; touch {ran}; exec {mint_command(tmp_path, lifetime=12, age=48)}'"
+    command = f"{sys.executable} {client} {ARM} >/dev/null; sleep 14; exit 1"
     result = run("--identity-server", "--token-cmd", failing, "--", "sh", "-c", command, env=identity_env(), timeout=60)
     assert result.returncode == 1, explain(result)
     assert "refreshing the token failed: --token-cmd failed: sh exited with status 3" in result.stderr

@@ -341,11 +341,11 @@ def test_both_no_proxy_spellings_hold_the_union_and_loopback() -> None:
 
 
 def _trickle(port: int, stop: threading.Event, opened: list[socket.socket]) -> None:
-    """A slow client: a request head one byte a second, for as long as the server keeps the connection (≤ 8 s)."""
+    """A slow client: a request head one byte a second, for as long as the server keeps it (≤ 30 s, or STOP)."""
     with contextlib.suppress(OSError):
         sock = socket.create_connection(("127.0.0.1", port), timeout=5)
         opened.append(sock)
-        for byte in b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n"[:8]:
+        for byte in b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: 1\r\n"[:30]:
             if stop.wait(1):
                 return
             sock.sendall(bytes([byte]))
@@ -361,8 +361,8 @@ def test_slow_and_idle_connections_do_not_starve_a_real_client(live: Live) -> No
     idle = [socket.create_connection(("127.0.0.1", live.port)) for _ in range(70)]
     try:
         wait_until(lambda: len(opened) == 70, what="the slow clients' connections")
-        # The client's own 3 s timeout is the bound: a starved server would not answer within it.
-        connection = http.client.HTTPConnection("127.0.0.1", live.port, timeout=3)
+        # The client's own 10 s timeout is the bound: a starved server would answer only when the trickles end (30 s).
+        connection = http.client.HTTPConnection("127.0.0.1", live.port, timeout=10)
         connection.request("GET", f"{live.server.app_service_path}?resource={ARM}", headers=_good(live)[2])
         assert connection.getresponse().status == 200
         connection.close()
