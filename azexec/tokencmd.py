@@ -365,15 +365,6 @@ class Jobs:
         self.stopped = False
         self.lock = threading.Lock()
 
-    def add(self, pgid: int) -> None:
-        """Track process group PGID; after stop(), kill it at once."""
-        with self.lock:
-            if not self.stopped:
-                self.groups.add(pgid)
-                return
-        with contextlib.suppress(OSError):
-            os.killpg(pgid, signal.SIGKILL)
-
     def discard(self, pgid: int) -> None:
         """Stop tracking PGID, which has ended."""
         with self.lock:
@@ -408,7 +399,12 @@ def run_detached(command: str, timeout: float, resource: str, *, label: str, job
     out_read, out_write = os.pipe()
     err_read, err_write = os.pipe()
     devnull = os.open(os.devnull, os.O_RDONLY)
+    # Spawned and tracked under JOBS' lock: stop() cannot run between the two (and let azexec exit,
+    # leaving this command behind), and after stop() nothing is spawned.
+    jobs.lock.acquire()
     try:
+        if jobs.stopped:
+            raise TokenSourceError(f"{label}: azexec is stopping", "COMMAND has exited")
         pid = os.posix_spawnp(
             argv[0],
             argv,
@@ -422,14 +418,15 @@ def run_detached(command: str, timeout: float, resource: str, *, label: str, job
             setsigmask=jobs.caller_mask,
             setsigdef=signals("reset"),
         )
-    except (OSError, ValueError) as e:
+        jobs.groups.add(pid)
+    except (OSError, ValueError, TokenSourceError) as e:
         os.close(out_read)
         os.close(err_read)
-        raise _spawn_failed(name, e) from None
+        raise e if isinstance(e, TokenSourceError) else _spawn_failed(name, e) from None
     finally:
+        jobs.lock.release()
         for fd in (out_write, err_write, devnull):
             os.close(fd)
-    jobs.add(pid)
     try:
         output, errors, status = _gather(pid, out_read, err_read, name, timeout)
     finally:
