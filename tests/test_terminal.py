@@ -115,6 +115,20 @@ def test_token_cmd_prompting_on_dev_tty_works_with_stdin_redirected(
     assert term.finish() == 0
 
 
+def test_azexec_writes_nothing_on_the_terminal_while_a_slow_token_cmd_holds_it(
+    terminal: Callable[..., Terminal], private_file: Callable[..., Path]
+) -> None:
+    """A command that prompts late (after a network round trip) owns the line: no note of azexec's lands on it."""
+    path = private_file(make_token())
+    script = f'sleep 1.5; printf "code: " >&2; read code; sleep 1.5; test "$code" = 42 && cat {path}'
+    term = terminal(["--token-cmd", f"sh -c '{script}'", "--", "echo", "command ran"], base_env())
+    term.expect("code: ")
+    term.send("42\n")
+    term.expect("command ran")
+    assert term.finish() == 0
+    assert b"azexec" not in term.output
+
+
 def test_ctrl_z_at_a_token_cmd_prompt_stops_azexec_and_fg_resumes_both(
     terminal: Callable[..., Terminal], private_file: Callable[..., Path], tmp_path: Path
 ) -> None:
