@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import time
 from collections.abc import Iterator
 from typing import NoReturn
 
@@ -36,6 +37,19 @@ SIGNAL_ROLES: dict[str, frozenset[str]] = {
     "SIGPIPE": frozenset({"reset"}),
     "SIGXFSZ": frozenset({"reset"}),
 }
+
+#: The signals a terminal sends its foreground process group (Ctrl-C, Ctrl-\\, Ctrl-T, a resize).
+TERMINAL_SIGNALS = frozenset(
+    getattr(signal, name) for name in ("SIGINT", "SIGQUIT", "SIGWINCH", "SIGINFO") if hasattr(signal, name)
+)
+#: Signals whose default action is to do nothing (see keep_pending).
+QUIET_BY_DEFAULT = frozenset(
+    getattr(signal, name) for name in ("SIGCHLD", "SIGWINCH", "SIGINFO") if hasattr(signal, name)
+)
+#: si_code of a signal the kernel raised itself, such as a terminal's Ctrl-C (Linux).
+SI_KERNEL = 0x80
+#: How often take_signal() looks for a pending signal while it waits with a deadline.
+PENDING_POLL_SECONDS = 0.01
 
 #: The caller's core-file limit, restored for COMMAND alone.
 _caller_core_limit: tuple[int, int] | None = None
@@ -125,3 +139,71 @@ def die_of(number: int) -> NoReturn:
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {number})
     os.kill(os.getpid(), number)
     os._exit(128 + number)  # not reached for a signal whose default action terminates
+
+
+def keep_pending(numbers: set[int]) -> None:
+    """Give NUMBERS whose default action is to do nothing a handler, so that, blocked, they stay pending.
+
+    macOS (like the BSDs) discards such a signal at once, blocked or not, while
+    its action is the default: sigwait() would never see SIGCHLD. The handler
+    never runs: the signals stay blocked until taken, and exec resets it.
+    """
+    for number in numbers & QUIET_BY_DEFAULT:
+        if signal.getsignal(number) in (signal.SIG_DFL, None):
+            signal.signal(number, _nothing)
+
+
+def _nothing(number: int, frame: object) -> None:
+    """Do nothing: a handler that keeps a signal from being discarded (see keep_pending)."""
+
+
+def take_signal(numbers: set[int]) -> tuple[int, bool]:
+    """Wait for one of NUMBERS (blocked, kept pending); return it and whether a terminal sent it.
+
+    A terminal sends its signals to the whole foreground process group, which
+    COMMAND shares with azexec: those it has had already. Linux tells who sent a
+    signal (si_code); where that cannot be read (macOS: no sigwaitinfo), a
+    terminal's signal is recognised by azexec being in the terminal's foreground.
+    """
+    if hasattr(signal, "sigwaitinfo"):
+        info = signal.sigwaitinfo(numbers)
+        return info.si_signo, info.si_code == SI_KERNEL
+    number = signal.sigwait(numbers)
+    return number, _sent_by_terminal(number)
+
+
+def take_signal_within(numbers: set[int], timeout: float) -> tuple[int, bool] | None:
+    """Like take_signal, but wait at most TIMEOUT seconds; None when no signal came.
+
+    Portable (sigtimedwait is Linux's alone), and who sent the signal is
+    guessed as on macOS. Looks at the pending set every PENDING_POLL_SECONDS;
+    the signals stay blocked, so nothing is lost between looks.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        if signal.sigpending() & numbers:
+            number = signal.sigwait(numbers)
+            return number, _sent_by_terminal(number)
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return None
+        time.sleep(min(PENDING_POLL_SECONDS, remaining))
+
+
+def _sent_by_terminal(number: int) -> bool:
+    """Guess whether a terminal sent signal NUMBER: one it sends, to azexec's group in its foreground."""
+    return number in TERMINAL_SIGNALS and in_terminal_foreground()
+
+
+def in_terminal_foreground() -> bool:
+    """Tell whether azexec's process group is the foreground group of its controlling terminal."""
+    try:
+        fd = os.open("/dev/tty", os.O_RDONLY | os.O_NOCTTY | os.O_CLOEXEC | os.O_NONBLOCK)
+    except OSError:  # no controlling terminal
+        return False
+    try:
+        return os.tcgetpgrp(fd) == os.getpgrp()
+    except OSError:
+        return False
+    finally:
+        os.close(fd)

@@ -3,9 +3,9 @@
 Needed by the parts that live beside COMMAND (parts/: the output mask, the
 expiry watch, the identity server, the az login directory). Each part starts
 before COMMAND and stops after it; the signal loop knows none of them. Signals
-are blocked and taken with sigwaitinfo, so that azexec can tell a terminal's
-signal (which the kernel already delivered to COMMAND through the foreground
-process group) from one sent to azexec alone, which it forwards.
+are blocked and taken one by one (process.take_signal), so that azexec can tell
+a terminal's signal (which the kernel already delivered to COMMAND through the
+foreground process group) from one sent to azexec alone, which it forwards.
 """
 
 from __future__ import annotations
@@ -20,11 +20,17 @@ from typing import NoReturn
 
 from azexec.errors import AzexecError, PartFailed
 from azexec.parts import Context, Part, Redirection, Secrets
-from azexec.process import caller_core_limit, die_of, flush_standard_streams, signals
+from azexec.process import (
+    caller_core_limit,
+    die_of,
+    flush_standard_streams,
+    keep_pending,
+    signals,
+    take_signal,
+    take_signal_within,
+)
 from azexec.program import search
 
-#: si_code of a signal the kernel raised itself, such as a terminal's Ctrl-C to the foreground group.
-SI_KERNEL = 0x80
 #: How long COMMAND has to exit after SIGTERM when a part failed, before SIGKILL.
 STOP_GRACE_SECONDS = 5.0
 
@@ -90,7 +96,9 @@ def _block() -> set[int | signal.Signals]:
     A SIGTERM before COMMAND starts must be forwarded, not kill azexec; and no
     signal may dump azexec while the caller's core limit is back.
     """
-    return signal.pthread_sigmask(signal.SIG_BLOCK, signals("forward") | {signal.SIGCHLD} | signals("core"))
+    taken = signals("forward") | {signal.SIGCHLD}
+    keep_pending(taken)
+    return signal.pthread_sigmask(signal.SIG_BLOCK, taken | signals("core"))
 
 
 def _run(
@@ -130,15 +138,15 @@ def _wait(pid: int, waited_for: set[int], failures: Failures) -> int:
     while True:
         try:
             if not stopping:
-                info = signal.sigwaitinfo(waited_for)
+                number, from_terminal = take_signal(waited_for)
             else:
-                timed = signal.sigtimedwait(waited_for, STOP_GRACE_SECONDS)
-                if timed is None:
+                taken = take_signal_within(waited_for, STOP_GRACE_SECONDS)
+                if taken is None:
                     with contextlib.suppress(ProcessLookupError):
                         os.kill(pid, signal.SIGKILL)
                     continue
-                info = timed
-            if info.si_signo == signal.SIGCHLD:
+                number, from_terminal = taken
+            if number == signal.SIGCHLD:
                 done, status = os.waitpid(pid, os.WNOHANG)
                 if done == pid:
                     return status
@@ -146,10 +154,10 @@ def _wait(pid: int, waited_for: set[int], failures: Failures) -> int:
                     stopping = True
                     with contextlib.suppress(ProcessLookupError):
                         os.kill(pid, signal.SIGTERM)
-            elif info.si_code != SI_KERNEL:
+            elif not from_terminal:
                 # Sent to azexec alone (kill, a supervisor): COMMAND has not had it.
                 with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, info.si_signo)
+                    os.kill(pid, number)
         except ChildProcessError:
             # Reaped elsewhere: its status is lost, and a lost status is never reported as success.
             raise AzexecError("lost track of COMMAND's exit status", "report this as a bug in azexec") from None

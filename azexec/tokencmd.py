@@ -166,7 +166,9 @@ class _Wakeup:
     """A pipe that SIGCHLD writes to, so one select() sees output, exits and stops alike."""
 
     def __enter__(self) -> int:
-        self.read, self.write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self.read, self.write = os.pipe()  # close-on-exec already (PEP 446); pipe2 is not on macOS
+        os.set_blocking(self.read, False)
+        os.set_blocking(self.write, False)
         self.previous_handler = signal.signal(signal.SIGCHLD, lambda *_: None)
         self.previous_fd = signal.set_wakeup_fd(self.write, warn_on_full_buffer=False)
         return self.read

@@ -10,7 +10,31 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from helpers import Terminal, TokenFactory, make_token, write_private
+from helpers import SURFACES, Terminal, TokenFactory, make_token, write_private
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--surface",
+        choices=["linux", "macos"],
+        default="linux",
+        help="macos: run azexec's own processes on a Python without the names CPython has on Linux alone",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if config.getoption("--surface") == "macos":
+        # Every azexec the tests start inherits it; its sitecustomize takes it off again for COMMAND.
+        os.environ["PYTHONPATH"] = str(SURFACES / "macos")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under --surface=macos, leave out what is Linux's by nature (they run in the normal mode)."""
+    if config.getoption("--surface") != "macos":
+        return
+    kept = [item for item in items if item.get_closest_marker("linux_only") is None]
+    config.hook.pytest_deselected(items=[item for item in items if item not in kept])
+    items[:] = kept
 
 
 @pytest.fixture

@@ -33,6 +33,8 @@ SUBSCRIPTION = "d1b1c1a1-0000-4000-8000-00000000abcd"
 ARM = "https://management.azure.com/"
 #: The installed console script, next to this interpreter (works in a venv and without PATH).
 AZEXEC = str(Path(sys.executable).with_name("azexec"))
+#: Directories whose sitecustomize makes a Python look like another platform's (tests/surface/*).
+SURFACES = Path(__file__).parent / "surface"
 
 TokenFactory = Callable[..., str]
 

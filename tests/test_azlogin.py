@@ -509,3 +509,20 @@ def test_a_failing_az_login_with_stderr_closed_still_exits_125(tmp_path: Path) -
     script = f'exec "{AZEXEC}" --az-login --token-file {path} -- true 2>&-'
     result = subprocess.run(["sh", "-c", script], env=env, capture_output=True, timeout=60, check=False)
     assert result.returncode == 125, result
+
+
+def test_without_xdg_runtime_dir_the_directory_goes_under_tmpdir(tmp_path: Path) -> None:
+    """macOS has no XDG_RUNTIME_DIR and a per-user $TMPDIR: the private directory goes there, and is removed."""
+    seen = tmp_path / "seen"
+    env = _fake_az(tmp_path, "exit 0\n")
+    del env["XDG_RUNTIME_DIR"]
+    tmpdir = tmp_path / "per-user-tmp"
+    tmpdir.mkdir(mode=0o700)
+    env["TMPDIR"] = str(tmpdir)
+    path = token_file(tmp_path, make_token())
+    result = run(
+        "--az-login", "--token-file", str(path), "--", "sh", "-c", f'echo "$AZURE_CONFIG_DIR" > {seen}', env=env
+    )
+    assert result.returncode == 0, explain(result)
+    assert Path(seen.read_text().strip()).parent == tmpdir
+    assert list(tmpdir.iterdir()) == []

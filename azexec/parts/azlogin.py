@@ -22,7 +22,7 @@ from collections.abc import Callable, Mapping
 
 from azexec.errors import AzLoginError, Terminated
 from azexec.parts import Added, Context, Preview, Say
-from azexec.process import signals
+from azexec.process import signals, take_signal_within
 from azexec.program import which
 from azexec.redact import show
 
@@ -35,7 +35,7 @@ NOTE_SECONDS = 1.0
 
 
 def private_parent(environ: Mapping[str, str]) -> str:
-    """Return where the private directory goes: $XDG_RUNTIME_DIR when usable (memory-backed), else /tmp."""
+    """Return where the private directory goes: $XDG_RUNTIME_DIR when usable (memory-backed), else $TMPDIR or /tmp."""
     runtime = environ.get("XDG_RUNTIME_DIR", "")
     if runtime and os.path.isabs(runtime):
         with contextlib.suppress(OSError):
@@ -187,7 +187,7 @@ _FIX = "fix or move it: --az-login copies az's settings from it"
 def _read_setting(path: str) -> str | None:
     """Return the settings file PATH (None when there is none); anything but a small regular text file is an error."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | getattr(os, "O_NOCTTY", 0))
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
     except FileNotFoundError:
         return None
     except OSError as e:
@@ -231,23 +231,23 @@ def _wait(pid: int, timeout: float, note: Callable[[], None]) -> int | None:
 
     A stop signal (blocked in resident mode, so taken here) kills az's group first, then ends azexec.
     """
-    # The stopping signals that resident mode blocks (it forwards them), so that sigtimedwait can take them.
+    # The stopping signals that resident mode blocks (it forwards them), so that they can be taken here.
     stopping = signals("stop") & signals("forward")
     started = time.monotonic()
     noted = False
     while True:
-        info = signal.sigtimedwait(stopping | {signal.SIGCHLD}, 0.25)
+        taken = take_signal_within(stopping | {signal.SIGCHLD}, 0.25)
         done, status = os.waitpid(pid, os.WNOHANG)
         if done == pid:
             return os.waitstatus_to_exitcode(status)
         waited = time.monotonic() - started
-        stop = info is not None and info.si_signo in stopping
+        stop = taken is not None and taken[0] in stopping
         if stop or waited > timeout:
             with contextlib.suppress(OSError):
                 os.killpg(pid, signal.SIGKILL)
             os.waitpid(pid, 0)
-            if info is not None and stop:
-                raise Terminated(info.si_signo)
+            if taken is not None and stop:
+                raise Terminated(taken[0])
             return None
         if not noted and waited > NOTE_SECONDS:
             noted = True
