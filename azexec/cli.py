@@ -398,8 +398,27 @@ def _echo_err(message: str) -> None:
     click.echo(f"azexec: {escape_lines(message)}", err=True)
 
 
+#: The POSIX modules azexec is built on; Windows' Python has none of them.
+POSIX_MODULES = frozenset({"fcntl", "resource", "termios"})
+
+
 def main() -> None:
-    """Run the command line; the console script's entry point."""
+    """Run the command line; the console script's entry point.
+
+    On a system without the POSIX modules (Windows), the first import of one
+    (resource, before anything else) ends azexec in one line: a check up front
+    would cost every run the import of modules most runs never need.
+    """
+    try:
+        _main()
+    except ImportError as e:
+        if e.name not in POSIX_MODULES:
+            raise
+        _echo_err("this system is not supported: azexec runs on Linux and macOS; on Windows, run it inside WSL")
+        sys.exit(AzexecError.exit_code)
+
+
+def _main() -> None:
     from azexec import process
 
     # First of all: a closed stdout must not become the next file azexec opens,

@@ -291,7 +291,7 @@ def _parse_json(text: str, origin: str) -> Credential:
 def _read_path(path: str, origin: str) -> tuple[bytes, tuple[str, ...]]:
     """Read PATH (a file, a FIFO, /dev/fd/N) and say whether others may read it."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | getattr(os, "O_NOCTTY", 0))
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOCTTY)
     except (OSError, ValueError) as e:
         raise _unopenable(path, origin, e) from None
     try:
