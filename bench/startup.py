@@ -3,7 +3,8 @@
 Usage: python3 bench/startup.py [--rounds N] [--runs N] [--venv DIR]
 
 Installs azexec (not editable, so its bytecode is compiled as for a user) into
-a fresh virtualenv, makes a demo token, and times every command with hyperfine
+a fresh virtualenv, and again into a crowded one that also holds azure-identity
+(and so cryptography, which pyjwt imports whenever it can), makes a demo token, and times every command with hyperfine
 in ROUNDS interleaved rounds, so that a noisy neighbour hits all of them alike.
 Prints medians, ratios and peak memory. Needs hyperfine (installed with apt-get
 when missing and running as root). Standard library only.
@@ -49,11 +50,12 @@ def ensure_hyperfine() -> str:
     return shutil.which("hyperfine") or sys.exit("bench: hyperfine did not install")
 
 
-def make_venv(where: Path) -> Path:
+def make_venv(where: Path, *also: str) -> Path:
+    """Make a virtualenv at WHERE (unless there) holding azexec and ALSO."""
     bin_dir = where / "bin"
     if not (bin_dir / "azexec").exists():
         subprocess.run([sys.executable, "-m", "venv", str(where)], check=True)
-        subprocess.run([str(bin_dir / "pip"), "install", "-q", str(ROOT)], check=True)
+        subprocess.run([str(bin_dir / "pip"), "install", "-q", str(ROOT), *also], check=True)
     return bin_dir
 
 
@@ -80,6 +82,8 @@ def main() -> None:
     hyperfine = ensure_hyperfine()
     work = Path(tempfile.mkdtemp(prefix="azexec-bench-"))
     bin_dir = make_venv(args.venv or work / "venv")
+    venv = args.venv or work / "venv"
+    crowded_bin = make_venv(venv.with_name(venv.name + "-crowded"), "azure-identity")
     python = str(bin_dir / "python")
     token = subprocess.run([python, "-c", DEMO_JWT_CODE], check=True, capture_output=True, text=True).stdout
     token_file = work / "t"
@@ -100,6 +104,7 @@ def main() -> None:
         "floor, lazy jwks (what-if)": f"{python} {floor_lazy} -q --token-file {token_file} -- true",
         "dotenv run": f"{dotenv} -f {env_file} run true",
         "azexec --token-file": f"{azexec} -q --token-file {token_file} -- true",
+        "azexec --token-file, crowded": f"{crowded_bin / 'azexec'} -q --token-file {token_file} -- true",
         "azexec --env-file": f"{azexec} -q --env-file {env_file} -- true",
         "azexec --token-cmd": f"{azexec} -q --token-cmd 'cat {token_file}' -- true",
         "azexec --dry-run": f"{azexec} -q --dry-run --token-file {token_file} -- true",
@@ -143,6 +148,11 @@ def main() -> None:
         ("azexec --token-file / design floor (file)", median["azexec --token-file"] / floor_file, "target <= 1.10"),
         ("azexec --env-file / design floor (env file)", median["azexec --env-file"] / floor_env, "target <= 1.10"),
         ("azexec --token-file / dotenv run", median["azexec --token-file"] / dotenv_run, ""),
+        (
+            "crowded venv / clean venv (azexec --token-file)",
+            median["azexec --token-file, crowded"] / median["azexec --token-file"],
+            "target <= 1.10",
+        ),
         ("design floor (file) / dotenv run", floor_file / dotenv_run, ""),
         ("floor, lazy jwks (what-if) / dotenv run", median["floor, lazy jwks (what-if)"] / dotenv_run, ""),
     ]

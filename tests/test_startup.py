@@ -6,6 +6,7 @@ import its own modules on top of it, and nothing else.
 
 from __future__ import annotations
 
+import importlib.util
 import subprocess
 import sys
 from collections.abc import Callable
@@ -87,3 +88,26 @@ def test_the_identity_server_is_imported_when_used(token_file: str) -> None:
     """--identity-server loads it."""
     serving = imported("-c", AZEXEC_MAIN, "-q", "--identity-server", "--token-file", token_file, "--", "true")
     assert serving >= IDENTITY_SERVER
+
+
+#: Prints, at exit, the cryptography modules loaded.
+LOADED_CRYPTOGRAPHY = (
+    "import atexit, sys; "
+    "atexit.register(lambda: print(sorted(m for m in sys.modules if m.split('.')[0] == 'cryptography'))); "
+    + AZEXEC_MAIN
+)
+
+
+def test_a_venv_holding_cryptography_does_not_make_azexec_load_it(token_file: str) -> None:
+    """pyjwt imports cryptography whenever it is there (a venv with azure-identity or azure-cli); azexec needs none."""
+    assert importlib.util.find_spec("cryptography") is not None, "the suite's venv holds azure-identity"
+    result = subprocess.run(
+        [sys.executable, "-c", LOADED_CRYPTOGRAPHY, "-q", "--dry-run", "--token-file", token_file, "--", "true"],
+        capture_output=True,
+        text=True,
+        env=base_env(),
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-1] == "[]"
