@@ -21,9 +21,9 @@ pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parent.parent
 #: The documents a user follows (docs/development.md and docs/performance.md hold the developers' commands).
 DOCUMENTS = [ROOT / "README.md", ROOT / "docs" / "usage.md", ROOT / "docs" / "recipes.md"]
-#: Lines that are not recipes: the synopsis, messages azexec prints, and what other tests run.
+#: Lines that are not recipes: the synopsis, messages azexec prints, and what other tests run (installs: test_install).
 NOT_RECIPES = re.compile(
-    r"^(azexec \[OPTIONS\]|azexec: |python3 -m venv|scripts/install-test-tools|pip |pipx |eval |_AZEXEC)"
+    r"^(azexec \[OPTIONS\]|azexec: |python3 -m venv|scripts/install-test-tools|pip |pipx |uv tool |eval |_AZEXEC)"
 )
 
 
