@@ -25,7 +25,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     if config.getoption("--surface") == "macos":
         # Every azexec the tests start inherits it; its sitecustomize takes it off again for COMMAND.
-        os.environ["PYTHONPATH"] = str(SURFACES / "macos")
+        os.environ["PYTHONPATH"] = os.pathsep.join(
+            filter(None, [str(SURFACES / "macos"), os.environ.get("PYTHONPATH")])
+        )
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
