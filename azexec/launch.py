@@ -66,6 +66,7 @@ def parts(plan: Plan, modes: Modes, *, warn: Say, diagnose: Say, note: Say) -> l
         # identity server has stopped answering, so a job COMMAND left behind gets no token.
         built.append(Mask(plan.token))
     provider = None
+    server = None
     if serving:
         from azexec.parts.identity import IdentityServer
         from azexec.parts.provider import Provider
@@ -73,12 +74,14 @@ def parts(plan: Plan, modes: Modes, *, warn: Say, diagnose: Say, note: Say) -> l
         provider = Provider.for_plan(plan, warn=warn)
         tenant = plan.tenant.value if plan.tenant else None
         subscription = plan.subscription.value if plan.subscription else None
-        built.append(IdentityServer(provider, tenant=tenant, subscription=subscription))
+        server = IdentityServer(provider, tenant=tenant, subscription=subscription)
+        built.append(server)
     if modes.az_login:
         from azexec.parts.azlogin import AzLogin
 
+        assert server is not None, "--az-login serves through the identity server"
         subscription = plan.subscription.value if plan.subscription else None
-        built.append(AzLogin(subscription=subscription, timeout=modes.helper_timeout, note=note))
+        built.append(AzLogin(server, subscription=subscription, timeout=modes.helper_timeout, note=note))
     if plan.claims is not None:
         from azexec.parts.watch import ExpiryWatch
 

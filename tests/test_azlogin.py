@@ -38,13 +38,19 @@ from helpers import (
 
 pytestmark = pytest.mark.slow
 
-AZ_VERSION = "2.91.0"
-AZ_BIN = (
-    Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    / "azexec-tests"
-    / f"azure-cli-{AZ_VERSION}"
-    / "bin"
-)
+#: The real az releases the suite runs, newest first: 2.91.0; 2.72.0, the last before az's managed-identity
+#: login moved to MSAL (it speaks App Service's 2017 protocol); 2.50.0, the oldest --az-login claims.
+#: scripts/install-test-tools installs each (a test keeps the two lists equal).
+AZ_VERSIONS = ("2.91.0", "2.72.0", "2.50.0")
+AZ_VERSION = AZ_VERSIONS[0]
+
+
+def az_bin(version: str) -> Path:
+    """The bin directory of the cached virtualenv holding azure-cli VERSION."""
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return cache / "azexec-tests" / f"azure-cli-{version}" / "bin"
+
+
 SUBSCRIPTION = "d1b1c1a1-0000-4000-8000-00000000abcd"
 SECOND_SUBSCRIPTION = "d1b1c1a1-0000-4000-8000-00000000beef"
 
@@ -129,29 +135,41 @@ def arm(certificate: tuple[Path, Path]) -> Iterator[FakeArm]:
         fake.close()
 
 
+@pytest.fixture(params=AZ_VERSIONS, ids=[f"az {version}" for version in AZ_VERSIONS])
+def az_version(request: pytest.FixtureRequest) -> str:
+    """Each real az release the suite runs."""
+    return str(request.param)
+
+
 @pytest.fixture
-def az_env(arm: FakeArm, certificate: tuple[Path, Path], tmp_path: Path) -> dict[str, str]:
-    """An environment whose az uses a test-owned config dir, with the fake ARM's cloud registered and set."""
+def az_env(arm: FakeArm, certificate: tuple[Path, Path], tmp_path: Path, az_version: str) -> dict[str, str]:
+    """An environment whose az (each release) has a test-owned config dir, the fake ARM's cloud registered and set."""
+    bin_dir = az_bin(az_version)
     config = tmp_path / "azure-config"
     runtime = tmp_path / "runtime"
     runtime.mkdir(mode=0o700)
     env = {k: v for k, v in base_env().items() if not k.startswith(("AZURE_", "IDENTITY_", "MSI_", "ARM_"))}
     env.update(
-        PATH=f"{AZ_BIN}:{env['PATH']}",
+        PATH=f"{bin_dir}:{env['PATH']}",
         AZURE_CONFIG_DIR=str(config),
         AZURE_CORE_COLLECT_TELEMETRY="0",
         REQUESTS_CA_BUNDLE=str(certificate[0]),
         XDG_RUNTIME_DIR=str(runtime),
     )
-    for args in (
-        ["cloud", "register", "-n", "FakeCloud", "--skip-endpoint-discovery", "--endpoint-resource-manager", arm.url,
-         "--endpoint-active-directory", "https://login.fake.invalid",
-         "--endpoint-active-directory-resource-id", "https://management.core.windows.net/"],
-        ["cloud", "set", "-n", "FakeCloud"],
-        ["config", "set", "core.output=json"],
-    ):  # fmt: skip
-        subprocess.run([str(AZ_BIN / "az"), *args], env=env, check=True, capture_output=True, timeout=120)
+    # What `az cloud register`, `az cloud set` and `az config set core.output=json` write (2.91.0 does
+    # exactly this); written here because 2.72.0's register insists on discovering the endpoints.
+    config.mkdir()
+    (config / "clouds.config").write_text(
+        "[FakeCloud]\nendpoint_active_directory = https://login.fake.invalid\n"
+        "endpoint_active_directory_resource_id = https://management.core.windows.net/\n"
+        f"endpoint_resource_manager = {arm.url}\n"
+    )
+    (config / "config").write_text("[cloud]\nname = FakeCloud\n\n[core]\noutput = json\n")
     return env
+
+
+def _release(version: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in version.split("."))
 
 
 def snapshot(directory: Path) -> dict[str, bytes]:
@@ -162,10 +180,18 @@ def token_file(tmp_path: Path, token: str) -> Path:
     return write_private(tmp_path / "token", token)
 
 
-def test_the_real_az_is_the_pinned_version() -> None:
-    """The suite runs the Azure CLI it names, installed by scripts/install-test-tools."""
-    version = subprocess.run([str(AZ_BIN / "az"), "version"], capture_output=True, text=True, timeout=120, check=True)
-    assert json.loads(version.stdout)["azure-cli"] == AZ_VERSION
+def test_install_test_tools_installs_every_release_the_suite_runs() -> None:
+    """scripts/install-test-tools and AZ_VERSIONS name the same releases."""
+    script = (Path(__file__).resolve().parent.parent / "scripts" / "install-test-tools").read_text()
+    assert f"for az_version in {' '.join(AZ_VERSIONS)}; do" in script
+
+
+@pytest.mark.parametrize("version", AZ_VERSIONS)
+def test_the_real_az_is_the_pinned_version(version: str) -> None:
+    """The suite runs the Azure CLI releases it names, installed by scripts/install-test-tools."""
+    az = str(az_bin(version) / "az")
+    found = subprocess.run([az, "version"], capture_output=True, text=True, timeout=120, check=True)
+    assert json.loads(found.stdout)["azure-cli"] == version
 
 
 def test_az_group_list_works_with_the_token(az_env: dict[str, str], arm: FakeArm, tmp_path: Path) -> None:
@@ -526,3 +552,13 @@ def test_without_xdg_runtime_dir_the_directory_goes_under_tmpdir(tmp_path: Path)
     assert result.returncode == 0, explain(result)
     assert Path(seen.read_text().strip()).parent == tmpdir
     assert list(tmpdir.iterdir()) == []
+
+
+def test_only_an_older_az_gets_the_2017_protocol(az_env: dict[str, str], az_version: str, tmp_path: Path) -> None:
+    """az 2.72.0 logged in through MSI_ENDPOINT, so COMMAND gets it; az 2.91.0 did not, so COMMAND never sees it."""
+    path = token_file(tmp_path, make_token())
+    script = 'echo "${MSI_ENDPOINT:+endpoint} ${MSI_SECRET:+secret} ${APPSETTING_WEBSITE_SITE_NAME:+site}"'
+    result = run("--az-login", "--token-file", str(path), "--", "sh", "-c", script, env=az_env, timeout=180)
+    assert result.returncode == 0, explain(result)
+    expected = "endpoint secret site" if _release(az_version) < (2, 73) else ""
+    assert result.stdout.strip() == expected

@@ -504,3 +504,68 @@ def test_stale_terraform_ids_never_pair_with_the_token() -> None:
     part.stop(0)
     assert "ARM_SUBSCRIPTION_ID" not in env
     assert env["ARM_TENANT_ID"] == TENANT
+
+
+# ------------------------------------------------ App Service 2017 (az before 2.73.0, under --az-login only)
+
+
+@pytest.fixture
+def offering() -> Iterator[tuple[IdentityServer, Live]]:
+    """A server of its own: these tests switch the 2017 protocol on and off."""
+    part = IdentityServer(held(TOKEN), tenant=TENANT, subscription=None)
+    env = start_part(part)
+    try:
+        yield part, Live(env)
+    finally:
+        part.stop(0)
+
+
+def _legacy(live: Live, variables: dict[str, str], secret: str | None) -> int:
+    """Ask as msrestazure's webapp path does: MSI_ENDPOINT + /?resource=…&api-version=2017-09-01, a secret header."""
+    path = urlsplit(variables["MSI_ENDPOINT"]).path + f"/?resource={ARM}&api-version=2017-09-01"
+    return live.get(path, {} if secret is None else {"secret": secret})[0]
+
+
+def test_the_2017_protocol_is_served_only_once_offered_and_with_its_secret(
+    offering: tuple[IdentityServer, Live],
+) -> None:
+    """Not offered: 404 even with the secret. Offered: 401 without the secret, 200 with it."""
+    part, live = offering
+    assert part.server is not None
+    secret = part.server.legacy.secret
+    variables = part.server.legacy.variables(f"http://127.0.0.1:{live.port}")
+    assert _legacy(live, variables, secret) == 404
+    assert part.offer_legacy() == variables
+    assert _legacy(live, variables, None) == 401
+    assert _legacy(live, variables, secret[:-1] + "x") == 401
+    assert _legacy(live, variables, secret) == 200
+
+
+def test_an_unused_2017_offer_is_withdrawn(offering: tuple[IdentityServer, Live]) -> None:
+    """After az login, a newer az never used it: it is switched off again (COMMAND never learns of it)."""
+    part, live = offering
+    variables = part.offer_legacy()
+    assert part.keep_legacy() is False
+    assert part.server is not None
+    assert _legacy(live, variables, part.server.legacy.secret) == 404
+
+
+def test_a_used_2017_offer_is_kept(offering: tuple[IdentityServer, Live]) -> None:
+    """An older az logged in with it: every az process COMMAND runs will ask the same way."""
+    part, live = offering
+    variables = part.offer_legacy()
+    assert part.server is not None
+    assert _legacy(live, variables, part.server.legacy.secret) == 200
+    assert part.keep_legacy() is True
+    assert _legacy(live, variables, part.server.legacy.secret) == 200
+
+
+def test_the_2017_protocol_is_never_advertised_to_command() -> None:
+    """--identity-server alone: no MSI_ENDPOINT, MSI_SECRET or APPSETTING_WEBSITE_SITE_NAME, even inherited ones."""
+    part = IdentityServer(held(TOKEN), tenant=TENANT, subscription=None)
+    inherited = {"MSI_ENDPOINT": "http://x", "MSI_SECRET": "s", "APPSETTING_WEBSITE_SITE_NAME": "site"}
+    try:
+        env = start_part(part, inherited)
+    finally:
+        part.stop(0)
+    assert not set(inherited) & set(env)

@@ -19,12 +19,16 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING
 
 from azexec.errors import AzLoginError, Terminated
 from azexec.parts import Added, Context, Preview, Say
 from azexec.process import signals, take_signal_within
 from azexec.program import which
 from azexec.redact import show
+
+if TYPE_CHECKING:
+    from azexec.parts.identity import IdentityServer
 
 #: What may be copied from the user's az directory: output format, defaults, registered clouds.
 COPIED = ("config", "clouds.config")
@@ -53,7 +57,8 @@ def user_config_dir(environ: Mapping[str, str]) -> str:
 class AzLogin:
     """Log az in through the identity server, in a private directory that lives as long as COMMAND."""
 
-    def __init__(self, *, subscription: str | None, timeout: float, note: Say) -> None:
+    def __init__(self, server: IdentityServer, *, subscription: str | None, timeout: float, note: Say) -> None:
+        self.server = server
         self.subscription = subscription
         #: How long az login (and az account set) may take: --token-cmd-timeout.
         self.timeout = timeout
@@ -64,7 +69,11 @@ class AzLogin:
 
     def preview(self, env: Mapping[str, str]) -> Preview:
         """Say what would run before COMMAND, and where; or why it would fail."""
-        steps = ["az login --identity --allow-no-subscriptions --output none"]
+        steps = [
+            "az login --identity --allow-no-subscriptions --output none"
+            " (an az before 2.73.0 logs in through App Service's 2017 protocol, and COMMAND then gets"
+            " MSI_ENDPOINT, MSI_SECRET and APPSETTING_WEBSITE_SITE_NAME too)"
+        ]
         if self.subscription:
             steps.append(f"az account set --subscription {self.subscription} --output none")
         found = which("az", env)
@@ -89,11 +98,17 @@ class AzLogin:
         self.directory = directory = tempfile.mkdtemp(prefix="azexec-az-", dir=private_parent(context.env))  # 0700
         added = {"AZURE_CONFIG_DIR": directory, **self._copy_settings(context.env, directory)}
         # az's own scratch files (Python's tempfile probe among them) go in the private directory too.
-        az_env = {**context.env, **added, "TMPDIR": directory}
+        # az before 2.73.0 speaks only App Service's 2017 protocol: offered to az login, and kept for
+        # COMMAND only if az used it (a newer az takes IDENTITY_ENDPOINT, and never sees it again).
+        legacy = self.server.offer_legacy()
+        az_env = {**context.env, **added, **legacy, "TMPDIR": directory}
         self._az(found.path, ["login", "--identity", "--allow-no-subscriptions", "--output", "none"], az_env)
+        if not self.server.keep_legacy():
+            az_env = {**context.env, **added, "TMPDIR": directory}
+            legacy = {}
         if self.subscription:
             self._az(found.path, ["account", "set", "--subscription", self.subscription, "--output", "none"], az_env)
-        return Added(env=tuple(added.items()))
+        return Added(env=tuple({**added, **legacy}.items()))
 
     def _copy_settings(self, env: Mapping[str, str], directory: str) -> dict[str, str]:
         """Copy the user's settings into DIRECTORY so that nothing az does leaves it; return variables to set.

@@ -5,7 +5,10 @@ that nobody can guess:
 
 - App Service (api-version 2019-08-01), which every Azure SDK and az use when
   IDENTITY_ENDPOINT and IDENTITY_HEADER are set: the header must match;
-- IMDS style, for terraform's azurerm provider (ARM_MSI_ENDPOINT): `Metadata: true`.
+- IMDS style, for terraform's azurerm provider (ARM_MSI_ENDPOINT): `Metadata: true`;
+- App Service 2017-09-01 (MSI_ENDPOINT, a `secret` header), only for az 2.72.0 and
+  older (msrestazure's managed identity), and only when --az-login asks for it:
+  see LegacyOffer. It is never advertised to COMMAND otherwise.
 
 Standard library only. Every refusal is a 4xx with a JSON body (a 5xx makes the
 SDKs retry for seconds); nothing is logged, and no answer holds a secret but
@@ -35,7 +38,13 @@ from azexec.redact import show
 from azexec.token import Accepted
 
 #: Variables that would make a client pick another managed-identity protocol.
-OTHER_PROTOCOLS = ("IDENTITY_SERVER_THUMBPRINT", "IMDS_ENDPOINT", "MSI_ENDPOINT", "MSI_SECRET")
+OTHER_PROTOCOLS = (
+    "IDENTITY_SERVER_THUMBPRINT",
+    "IMDS_ENDPOINT",
+    "MSI_ENDPOINT",
+    "MSI_SECRET",
+    "APPSETTING_WEBSITE_SITE_NAME",  # sends msrestazure (az before 2.73.0) down App Service's 2017 path
+)
 #: Variables that would make a client use another credential, or ask for another identity, than the token
 #: azexec serves: removed from COMMAND's environment, as a stale subscription is.
 OTHER_CREDENTIALS = (
@@ -100,6 +109,7 @@ class Server(ThreadingHTTPServer):
         self.app_service_path = "/" + secrets.token_urlsafe(24)
         self.imds_path = "/" + secrets.token_urlsafe(24)
         self.header = secrets.token_urlsafe(32)
+        self.legacy = LegacyOffer()
         self.hosts = (f"127.0.0.1:{self.port}", f"localhost:{self.port}")
         self.slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
         #: Set when COMMAND has exited: nothing more is answered.
@@ -124,6 +134,29 @@ class Server(ThreadingHTTPServer):
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         """Print nothing: a broken client is no news, and a traceback could show a path."""
+
+
+class LegacyOffer:
+    """The App Service 2017-09-01 protocol, which az before 2.73.0 speaks (msrestazure's webapp path).
+
+    Off until --az-login offers it to its az login; kept on for COMMAND only if that
+    az used it (an older az: every az process COMMAND runs asks the same way).
+    The path and the `secret` header are secrets of their own.
+    """
+
+    def __init__(self) -> None:
+        self.path = "/" + secrets.token_urlsafe(24)
+        self.secret = secrets.token_urlsafe(32)
+        self.offered = threading.Event()
+        self.used = threading.Event()
+
+    def variables(self, base: str) -> dict[str, str]:
+        """What msrestazure reads: it takes the webapp path only when APPSETTING_WEBSITE_SITE_NAME is set."""
+        return {
+            "MSI_ENDPOINT": base + self.path,
+            "MSI_SECRET": self.secret,
+            "APPSETTING_WEBSITE_SITE_NAME": "azexec",
+        }
 
 
 class _HeadReader(io.RawIOBase):
@@ -218,6 +251,11 @@ class Handler(BaseHTTPRequestHandler):
         elif _same(parts.path, self.server.imds_path):
             if self.headers.get("Metadata", "").lower() != "true":
                 raise Refused("the Metadata: true header is missing", 400)
+        elif self.server.legacy.offered.is_set() and _same(parts.path.rstrip("/"), self.server.legacy.path):
+            # msrestazure asks for MSI_ENDPOINT + "/?resource=…&api-version=2017-09-01".
+            if not _same(self.headers.get("secret", ""), self.server.legacy.secret):
+                raise Refused("the secret header is missing or wrong; use the MSI_SECRET value", 401)
+            self.server.legacy.used.set()
         else:
             raise Refused("no such endpoint; use IDENTITY_ENDPOINT or ARM_MSI_ENDPOINT as given", 404)
         values = parse_qs(parts.query).get("resource", [])
@@ -327,6 +365,20 @@ class IdentityServer:
         env["ARM_TENANT_ID"] = self.tenant
         env["ARM_SUBSCRIPTION_ID"] = self.subscription
         return env
+
+    def offer_legacy(self) -> dict[str, str]:
+        """Start serving the 2017-09-01 protocol (for --az-login's az login); return the variables that find it."""
+        assert self.server is not None, "offered before the server started"
+        self.server.legacy.offered.set()
+        return self.server.legacy.variables(f"http://127.0.0.1:{self.server.port}")
+
+    def keep_legacy(self) -> bool:
+        """Keep serving the 2017-09-01 protocol if a client used it (an older az); otherwise stop; say which."""
+        assert self.server is not None, "asked before the server started"
+        if self.server.legacy.used.is_set():
+            return True
+        self.server.legacy.offered.clear()
+        return False
 
     def running(self) -> None:
         """Nothing to do: the server is already serving."""
