@@ -562,3 +562,12 @@ def test_only_an_older_az_gets_the_2017_protocol(az_env: dict[str, str], az_vers
     assert result.returncode == 0, explain(result)
     expected = "endpoint secret site" if _release(az_version) < (2, 73) else ""
     assert result.stdout.strip() == expected
+
+
+def test_a_cloud_shell_marker_does_not_send_az_down_cloud_shell_paths(az_env: dict[str, str], tmp_path: Path) -> None:
+    """ACC_CLOUD (set in Azure Cloud Shell) makes az treat itself as in Cloud Shell: removed for az and COMMAND."""
+    path = token_file(tmp_path, make_token())
+    env = {**az_env, "ACC_CLOUD": "PROD"}
+    script = 'az group list --query "[0].name" -o tsv && echo "ACC_CLOUD=${ACC_CLOUD-unset}"'
+    result = run("--az-login", "--token-file", str(path), "--", "sh", "-c", script, env=env, timeout=180)
+    assert (result.returncode, result.stdout.split()) == (0, ["rg-fake", "ACC_CLOUD=unset"]), explain(result)

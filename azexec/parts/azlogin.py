@@ -32,6 +32,9 @@ if TYPE_CHECKING:
 
 #: What may be copied from the user's az directory: output format, defaults, registered clouds.
 COPIED = ("config", "clouds.config")
+#: Removed for az and COMMAND: Azure Cloud Shell's marker sends az down Cloud Shell's own login and token
+#: paths (to login.microsoftonline.com), around the identity server.
+NEUTRALISED = ("ACC_CLOUD",)
 #: A settings file larger than this is no settings file.
 MAX_SETTINGS_BYTES = 1 << 20
 #: After this long, az login gets a note saying what azexec waits for (at a terminal; cleared when done).
@@ -79,7 +82,8 @@ class AzLogin:
         found = which("az", env)
         failure = None if found.path and found.status is None else "--az-login: az is not on COMMAND's PATH"
         directory = f"<a new private directory in {private_parent(env)}, removed at exit>"
-        added = {"AZURE_CONFIG_DIR": directory, "AZURE_LOGGING_LOG_DIR": directory}
+        added: dict[str, str | None] = {"AZURE_CONFIG_DIR": directory, "AZURE_LOGGING_LOG_DIR": directory}
+        added.update((name, None) for name in NEUTRALISED if name in env)
         if "AZURE_EXTENSION_DIR" not in env:
             added["AZURE_EXTENSION_DIR"] = (
                 os.path.join(user_config_dir(env), "cliextensions") + " (unless config sets it)"
@@ -101,14 +105,16 @@ class AzLogin:
         # az before 2.73.0 speaks only App Service's 2017 protocol: offered to az login, and kept for
         # COMMAND only if az used it (a newer az takes IDENTITY_ENDPOINT, and never sees it again).
         legacy = self.server.offer_legacy()
-        az_env = {**context.env, **added, **legacy, "TMPDIR": directory}
+        base = {name: value for name, value in context.env.items() if name not in NEUTRALISED}
+        az_env = {**base, **added, **legacy, "TMPDIR": directory}
         self._az(found.path, ["login", "--identity", "--allow-no-subscriptions", "--output", "none"], az_env)
         if not self.server.keep_legacy():
-            az_env = {**context.env, **added, "TMPDIR": directory}
+            az_env = {**base, **added, "TMPDIR": directory}
             legacy = {}
         if self.subscription:
             self._az(found.path, ["account", "set", "--subscription", self.subscription, "--output", "none"], az_env)
-        return Added(env=tuple({**added, **legacy}.items()))
+        removed: dict[str, str | None] = dict.fromkeys(NEUTRALISED)
+        return Added(env=tuple({**removed, **added, **legacy}.items()))
 
     def _copy_settings(self, env: Mapping[str, str], directory: str) -> dict[str, str]:
         """Copy the user's settings into DIRECTORY so that nothing az does leaves it; return variables to set.
