@@ -571,3 +571,14 @@ def test_a_cloud_shell_marker_does_not_send_az_down_cloud_shell_paths(az_env: di
     script = 'az group list --query "[0].name" -o tsv && echo "ACC_CLOUD=${ACC_CLOUD-unset}"'
     result = run("--az-login", "--token-file", str(path), "--", "sh", "-c", script, env=env, timeout=180)
     assert (result.returncode, result.stdout.split()) == (0, ["rg-fake", "ACC_CLOUD=unset"]), explain(result)
+
+
+def test_make_j4_under_one_login_runs_four_az_calls(az_env: dict[str, str], tmp_path: Path) -> None:
+    """One --az-login around a whole make -j4: four recipes, four real az processes at once, all served."""
+    (tmp_path / "Makefile").write_text("all: a b c d\na b c d:\n\taz group list --query '[0].name' -o tsv > $@.out\n")
+    path = token_file(tmp_path, make_token())
+    result = run(
+        "--az-login", "--token-file", str(path), "--", "make", "-j4", "-C", str(tmp_path), env=az_env, timeout=300
+    )
+    assert result.returncode == 0, explain(result)
+    assert [(tmp_path / f"{name}.out").read_text().strip() for name in "abcd"] == ["rg-fake"] * 4
