@@ -582,3 +582,43 @@ def test_make_j4_under_one_login_runs_four_az_calls(az_env: dict[str, str], tmp_
     )
     assert result.returncode == 0, explain(result)
     assert [(tmp_path / f"{name}.out").read_text().strip() for name in "abcd"] == ["rg-fake"] * 4
+
+
+def test_the_supported_range_is_the_tested_one() -> None:
+    """--az-login names the range the suite proves: its oldest and newest az releases."""
+    from azexec.parts import azlogin
+
+    assert min(map(_release, AZ_VERSIONS)) == azlogin.OLDEST_AZ
+    assert max(map(_release, AZ_VERSIONS)) == azlogin.NEWEST_AZ
+
+
+FAILING_LOGIN = """case "$1" in
+  login) echo "ERROR: Failed to connect to MSI. Get Token request returned http error: 403" >&2; exit 1;;
+  version) echo '{{"azure-cli": "{version}", "azure-cli-core": "{version}"}}';;
+esac
+"""
+
+
+@pytest.mark.parametrize("version", ["2.30.0", "2.99.0"], ids=["older", "newer"])
+def test_an_az_outside_the_range_that_fails_gets_one_line_naming_both(tmp_path: Path, version: str) -> None:
+    """An az outside the tested range whose login fails: one line, its version and the range, never its MSI error."""
+    env = _fake_az(tmp_path, FAILING_LOGIN.format(version=version))
+    path = token_file(tmp_path, make_token())
+    result = run("--az-login", "--token-file", str(path), "--", "true", env=env, timeout=60)
+    assert result.returncode == 125, explain(result)
+    assert result.stderr == (
+        f"azexec: --az-login: az {version} failed to log in; --az-login works with az 2.50.0 to 2.91.0;"
+        " run an az in that range (azexec finds az on COMMAND's PATH)\n"
+    )
+
+
+def test_an_az_inside_the_range_that_fails_shows_its_own_error(tmp_path: Path) -> None:
+    """Inside the range, az's own messages are the news: shown, then azexec's line."""
+    env = _fake_az(tmp_path, FAILING_LOGIN.format(version="2.60.0"))
+    path = token_file(tmp_path, make_token())
+    result = run("--az-login", "--token-file", str(path), "--", "true", env=env, timeout=60)
+    assert result.returncode == 125, explain(result)
+    assert "http error: 403" in result.stderr
+    assert result.stderr.endswith(
+        "azexec: --az-login: az login --identity failed (status 1); see az's messages above\n"
+    )

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import signal
 import stat
@@ -155,6 +156,44 @@ class AzLogin:
 
     def _az(self, path: str, args: list[str], env: dict[str, str]) -> None:
         """Run az ARGS; stdout discarded, stderr shown only on failure; a stop signal kills it."""
+        what = f"az {args[0]} {args[1]}"
+        status, _, errors = self._run(path, args, env, note=f"waiting for {what} (through azexec's identity server)…")
+        if status == 0:
+            return
+        if status is not None and args[0] == "login":
+            # Outside the releases --az-login is tested with, az's own MSI errors mislead: say what is wrong.
+            version = self._version(path, env)
+            if version is not None and not OLDEST_AZ <= _release(version) <= NEWEST_AZ:
+                raise AzLoginError(
+                    f"--az-login: az {version} failed to log in; --az-login works with az {_dotted(OLDEST_AZ)}"
+                    f" to {_dotted(NEWEST_AZ)}",
+                    "run an az in that range (azexec finds az on COMMAND's PATH)",
+                )
+        # fd 2, not sys.stderr: a caller's closed stderr leaves sys.stderr None (fd 2 is then /dev/null).
+        with contextlib.suppress(OSError):
+            os.write(2, errors)
+        if status is None:
+            raise AzLoginError(
+                f"--az-login: {what} did not finish within {self.timeout:g}s and was killed",
+                "check that Azure Resource Manager answers (and any proxy); raise --token-cmd-timeout",
+            )
+        raise AzLoginError(f"--az-login: {what} failed (status {status})", "see az's messages above")
+
+    def _version(self, path: str, env: dict[str, str]) -> str | None:
+        """Ask az for its release (az version); None when it cannot say."""
+        import json
+
+        status, out, _ = self._run(path, ["version", "--output", "json"], env, note="")
+        try:
+            version = json.loads(out)["azure-cli"] if status == 0 else None
+        except (ValueError, KeyError, TypeError):
+            return None
+        return version if isinstance(version, str) and _RELEASE.fullmatch(version) else None
+
+    def _run(self, path: str, args: list[str], env: dict[str, str], *, note: str) -> tuple[int | None, bytes, bytes]:
+        """Run az ARGS in a process group of its own; return its status (None: killed at the deadline),
+        its stdout (at most 1 MiB) and its stderr (the same); NOTE at a terminal after NOTE_SECONDS."""
+        read_out, write_out = os.pipe()
         read_err, write_err = os.pipe()
         devnull = os.open(os.devnull, os.O_RDWR)
         try:
@@ -164,42 +203,55 @@ class AzLogin:
                 env,
                 file_actions=[
                     (os.POSIX_SPAWN_DUP2, devnull, 0),
-                    (os.POSIX_SPAWN_DUP2, devnull, 1),
+                    (os.POSIX_SPAWN_DUP2, write_out, 1),
                     (os.POSIX_SPAWN_DUP2, write_err, 2),
                 ],
                 setsigmask=self.mask,
                 setpgroup=0,
             )
         except OSError as e:
+            os.close(read_out)
             os.close(read_err)
             raise AzLoginError(f"--az-login: cannot run az: {e.strerror}", "check the az installation") from None
         finally:
+            os.close(write_out)
             os.close(write_err)
             os.close(devnull)
+        output: list[bytes] = []
         errors: list[bytes] = []
-        reader = threading.Thread(target=_drain, args=(read_err, errors), daemon=True)
-        reader.start()
-        what = f"az {args[0]} {args[1]}"
+        readers = [
+            threading.Thread(target=_drain, args=(read_out, output), daemon=True),
+            threading.Thread(target=_drain, args=(read_err, errors), daemon=True),
+        ]
+        for reader in readers:
+            reader.start()
         noted: list[bool] = []
 
-        def note() -> None:
-            noted.append(True)
-            self.note(f"waiting for {what} (through azexec's identity server)…")
+        def noting() -> None:
+            if note:
+                noted.append(True)
+                self.note(note)
 
-        status = _wait(pid, self.timeout, note)
+        status = _wait(pid, self.timeout, noting)
         if noted:
             self.note("")  # clear it: az is done
-        reader.join()
-        if status is None or status != 0:
-            # fd 2, not sys.stderr: a caller's closed stderr leaves sys.stderr None (fd 2 is then /dev/null).
-            with contextlib.suppress(OSError):
-                os.write(2, b"".join(errors))
-            if status is None:
-                raise AzLoginError(
-                    f"--az-login: {what} did not finish within {self.timeout:g}s and was killed",
-                    "check that Azure Resource Manager answers (and any proxy); raise --token-cmd-timeout",
-                )
-            raise AzLoginError(f"--az-login: {what} failed (status {status})", "see az's messages above")
+        for reader in readers:
+            reader.join()
+        return status, b"".join(output), b"".join(errors)
+
+
+#: The az releases --az-login is tested with (tests/test_azlogin.py: AZ_VERSIONS): the oldest and the newest.
+OLDEST_AZ = (2, 50, 0)
+NEWEST_AZ = (2, 91, 0)
+_RELEASE = re.compile(r"\d{1,4}\.\d{1,4}\.\d{1,4}")
+
+
+def _release(version: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in version.split("."))
+
+
+def _dotted(release: tuple[int, ...]) -> str:
+    return ".".join(map(str, release))
 
 
 _FIX = "fix or move it: --az-login copies az's settings from it"
