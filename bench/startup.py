@@ -149,7 +149,7 @@ def main() -> None:
         ("azexec --env-file / design floor (env file)", median["azexec --env-file"] / floor_env, "target <= 1.10"),
         ("azexec --token-file / dotenv run", median["azexec --token-file"] / dotenv_run, ""),
         (
-            "crowded venv / clean venv (azexec --token-file)",
+            "crowded venv / clean (azexec --token-file)",
             median["azexec --token-file, crowded"] / median["azexec --token-file"],
             "target <= 1.10",
         ),

@@ -100,13 +100,16 @@ class FakeArm:
 
 
 def _subscription(sid: str) -> dict[str, Any]:
-    return {
+    subscription = {
         "id": f"/subscriptions/{sid}",
         "subscriptionId": sid,
         "tenantId": TENANT,
         "displayName": sid[-4:],
         "state": "Enabled",
     }
+    if sid == SECOND_SUBSCRIPTION:  # as real ARM lists one managed through Azure Lighthouse
+        subscription["managedByTenants"] = [{"tenantId": "99999999-0000-4000-8000-000000000009"}]
+    return subscription
 
 
 def _sha(text: str) -> str:
@@ -622,3 +625,44 @@ def test_an_az_inside_the_range_that_fails_shows_its_own_error(tmp_path: Path) -
     assert result.stderr.endswith(
         "azexec: --az-login: az login --identity failed (status 1); see az's messages above\n"
     )
+
+
+def _config_after(az_env: dict[str, str], tmp_path: Path, name: str, **extra: str) -> Path:
+    """Run --az-login --subscription SECOND_SUBSCRIPTION; return a copy of the private directory COMMAND saw."""
+    path = token_file(tmp_path, make_token())
+    copy = tmp_path / name
+    args = ["--az-login", "--subscription", SECOND_SUBSCRIPTION, "--token-file", str(path), "--"]
+    result = run(*args, "sh", "-c", f'cp -r "$AZURE_CONFIG_DIR" {copy}', env={**az_env, **extra}, timeout=180)
+    assert result.returncode == 0, explain(result)
+    return copy
+
+
+def test_azexec_writes_the_profile_az_login_and_account_set_write(az_env: dict[str, str], tmp_path: Path) -> None:
+    """Without running az: azureProfile.json and clouds.config are byte for byte what the real az writes."""
+    fast = _config_after(az_env, tmp_path, "fast")
+    # A proxy setting makes azexec leave the login to az (it does not guess how az would use it); az itself
+    # goes around the proxy for 127.0.0.1, so it logs in as it always did.
+    proxied = {"HTTPS_PROXY": "http://127.0.0.1:9", "NO_PROXY": "127.0.0.1,localhost"}
+    by_az = _config_after(az_env, tmp_path, "by-az", **proxied)
+    assert list(by_az.glob("commands/*login*")) != []  # the reference really ran az login …
+    assert list(fast.glob("commands/*login*")) == []  # … and the fast path did not
+    for name in ("azureProfile.json", "clouds.config"):
+        assert (fast / name).read_bytes() == (by_az / name).read_bytes(), name
+
+
+@pytest.mark.parametrize("kind", ["a file", "a FIFO"])
+def test_the_users_command_index_is_copied_when_it_is_a_file(tmp_path: Path, kind: str) -> None:
+    """az's command index comes along (az before 2.73.0 rebuilds it for seconds otherwise); anything odd is skipped."""
+    env = _fake_az(tmp_path, "exit 0\n")
+    config = Path(env["AZURE_CONFIG_DIR"])
+    config.mkdir()
+    index = config / "commandIndex.json"
+    if kind == "a file":
+        index.write_text('{"version": "2.72.0", "cloudProfile": "latest", "commandIndex": {"group": ["m"]}}')
+    else:
+        os.mkfifo(index)
+    path = token_file(tmp_path, make_token())
+    script = 'cat "$AZURE_CONFIG_DIR/commandIndex.json" 2>/dev/null || echo none'
+    result = run("--az-login", "--token-file", str(path), "--", "sh", "-c", script, env=env, timeout=60)
+    assert result.returncode == 0, explain(result)
+    assert result.stdout.strip() == (index.read_text() if kind == "a file" else "none")

@@ -357,7 +357,10 @@ def test_dry_run_says_what_the_identity_server_adds_and_removes() -> None:
 def test_dry_run_says_what_az_login_runs_and_where() -> None:
     """--az-login: the az login and az account set steps, and the private directory."""
     report = _dry_run_json("--az-login", "--subscription", SUBSCRIPTION, "--", "true")
-    assert report["before_command"] == [
+    steps = report["before_command"]
+    assert isinstance(steps, list)
+    assert steps[0].startswith("write az's profile from Resource Manager's list of subscriptions")
+    assert steps[1:3] == [
         "az login --identity --allow-no-subscriptions --output none",
         f"az account set --subscription {SUBSCRIPTION} --output none",
     ]

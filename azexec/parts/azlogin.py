@@ -4,8 +4,12 @@ Released az (2.91.0 and older) ignores AZURE_CLI_ACCESS_TOKEN, but `az login
 --identity` speaks the App Service managed-identity protocol. This part makes
 a private az configuration directory, logs az in there through the identity
 server, points COMMAND at it, and removes it when COMMAND exits. It is the one
-place azexec lets anything write to disk: az writes its profile (account and
-subscription IDs, never a token) into that directory.
+place azexec lets anything write to disk: az's profile (account and
+subscription IDs, never a token) goes into that directory.
+
+Logging in is writing that profile: azexec writes it itself when it can be sure
+it is what az would write (parts/azprofile.py), saving two az start-ups; else
+az login and az account set run as they always did.
 """
 
 from __future__ import annotations
@@ -22,8 +26,8 @@ import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
-from azexec.errors import AzLoginError, Terminated
-from azexec.parts import Added, Context, Preview, Say
+from azexec.errors import AzLoginError, Refused, Terminated
+from azexec.parts import Added, Context, Preview, Say, azprofile
 from azexec.process import signals, take_signal_within
 from azexec.program import which
 from azexec.redact import show
@@ -33,6 +37,11 @@ if TYPE_CHECKING:
 
 #: What may be copied from the user's az directory: output format, defaults, registered clouds.
 COPIED = ("config", "clouds.config")
+#: az's caches, copied when they are there: without its command index a fresh directory makes az before
+#: 2.73.0 (which has no packaged index) rebuild it, about two seconds. az checks the index's release itself.
+CACHES = ("commandIndex.json",)
+#: A cache larger than this is not copied (a full command index is a few hundred KiB).
+MAX_CACHE_BYTES = 16 << 20
 #: Removed for az and COMMAND: Azure Cloud Shell's marker sends az down Cloud Shell's own login and token
 #: paths (to login.microsoftonline.com), around the identity server.
 NEUTRALISED = ("ACC_CLOUD",)
@@ -68,18 +77,25 @@ class AzLogin:
         self.timeout = timeout
         self.note = note
         self.directory: str | None = None
+        #: The settings copied into the directory (config as written there), for the profile's cloud.
+        self.settings: dict[str, str] = {}
         #: The caller's signal mask, for az (resident mode blocks what it forwards; az must not inherit that).
         self.mask: frozenset[int] = frozenset()
 
     def preview(self, env: Mapping[str, str]) -> Preview:
         """Say what would run before COMMAND, and where; or why it would fail."""
+        chosen = f" with {self.subscription} the default" if self.subscription else ""
         steps = [
-            "az login --identity --allow-no-subscriptions --output none"
-            " (an az before 2.73.0 logs in through App Service's 2017 protocol, and COMMAND then gets"
-            " MSI_ENDPOINT, MSI_SECRET and APPSETTING_WEBSITE_SITE_NAME too)"
+            f"write az's profile from Resource Manager's list of subscriptions (asked with the token){chosen},"
+            " as az login --identity would; when azexec cannot be sure it would match, az does it:",
+            "az login --identity --allow-no-subscriptions --output none",
         ]
         if self.subscription:
             steps.append(f"az account set --subscription {self.subscription} --output none")
+        steps.append(
+            "an az before 2.73.0 asks through App Service's 2017 protocol:"
+            " COMMAND then gets MSI_ENDPOINT, MSI_SECRET and APPSETTING_WEBSITE_SITE_NAME too"
+        )
         found = which("az", env)
         failure = None if found.path and found.status is None else "--az-login: az is not on COMMAND's PATH"
         directory = f"<a new private directory in {private_parent(env)}, removed at exit>"
@@ -92,7 +108,7 @@ class AzLogin:
         return Preview("az login", env=tuple(added.items()), steps=tuple(steps), failure=failure)
 
     def start(self, context: Context) -> Added:
-        """Make the directory, copy the user's settings, run az login and az account set.
+        """Make the directory, copy the user's settings, and log az in (write its profile, or run az login).
 
         The identity server, started before this part, has put its endpoint in CONTEXT's environment.
         """
@@ -102,11 +118,17 @@ class AzLogin:
             raise AzLoginError("--az-login: az is not on COMMAND's PATH", "install the Azure CLI, or drop --az-login")
         self.directory = directory = tempfile.mkdtemp(prefix="azexec-az-", dir=private_parent(context.env))  # 0700
         added = {"AZURE_CONFIG_DIR": directory, **self._copy_settings(context.env, directory)}
+        base = {name: value for name, value in context.env.items() if name not in NEUTRALISED}
+        removed: dict[str, str | None] = dict.fromkeys(NEUTRALISED)
+        release = azprofile.az_release(found.path)
+        if release is not None and OLDEST_AZ <= release <= NEWEST_AZ and self._write_profile(base, directory):
+            # az before 2.73.0 speaks only App Service's 2017 protocol: known old, so offered for COMMAND.
+            legacy = self.server.offer_legacy() if release < FIRST_MSAL_AZ else {}
+            return Added(env=tuple({**removed, **added, **legacy}.items()))
         # az's own scratch files (Python's tempfile probe among them) go in the private directory too.
         # az before 2.73.0 speaks only App Service's 2017 protocol: offered to az login, and kept for
         # COMMAND only if az used it (a newer az takes IDENTITY_ENDPOINT, and never sees it again).
         legacy = self.server.offer_legacy()
-        base = {name: value for name, value in context.env.items() if name not in NEUTRALISED}
         az_env = {**base, **added, **legacy, "TMPDIR": directory}
         self._az(found.path, ["login", "--identity", "--allow-no-subscriptions", "--output", "none"], az_env)
         if not self.server.keep_legacy():
@@ -114,8 +136,36 @@ class AzLogin:
             legacy = {}
         if self.subscription:
             self._az(found.path, ["account", "set", "--subscription", self.subscription, "--output", "none"], az_env)
-        removed: dict[str, str | None] = dict.fromkeys(NEUTRALISED)
         return Added(env=tuple({**removed, **added, **legacy}.items()))
+
+    def _write_profile(self, env: Mapping[str, str], directory: str) -> bool:
+        """Write what az login (and az account set) would, from Resource Manager's list; False when unsure."""
+        cloud = azprofile.active_cloud(self.settings.get("config", ""), self.settings.get("clouds.config", ""), env)
+        if cloud is None:
+            return False
+        try:
+            held = self.server.provider.get(azprofile.ARM_RESOURCE)
+        except Refused:
+            return False
+        tenant = held.claims.tenant if held.claims is not None else None
+        if tenant is None:
+            return False
+        listed = azprofile.list_subscriptions(cloud, held.token.reveal(), env, self.timeout)
+        text = (
+            None
+            if listed is None
+            else azprofile.profile(listed, tenant=tenant, cloud=cloud, subscription=self.subscription)
+        )
+        if text is None:
+            return False
+        clouds = azprofile.clouds_config(
+            self.settings.get("clouds.config", ""), cloud, azprofile.default_subscription(text)
+        )
+        _write_private(os.path.join(directory, "azureProfile.json"), "\ufeff" + text)  # az writes UTF-8 with a BOM
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(os.path.join(directory, "clouds.config"))
+        _write_private(os.path.join(directory, "clouds.config"), clouds)
+        return True
 
     def _copy_settings(self, env: Mapping[str, str], directory: str) -> dict[str, str]:
         """Copy the user's settings into DIRECTORY so that nothing az does leaves it; return variables to set.
@@ -143,6 +193,11 @@ class AzLogin:
         _write_private(os.path.join(directory, "config"), rendered.getvalue())
         if text["clouds.config"] is not None:
             _write_private(os.path.join(directory, "clouds.config"), text["clouds.config"])
+        self.settings = {"config": rendered.getvalue(), "clouds.config": text["clouds.config"] or ""}
+        for name in CACHES:
+            cached = _read_cache(os.path.join(source, name))
+            if cached is not None:
+                _write_private(os.path.join(directory, name), cached)
         return added
 
     def running(self) -> None:
@@ -243,6 +298,8 @@ class AzLogin:
 #: The az releases --az-login is tested with (tests/test_azlogin.py: AZ_VERSIONS): the oldest and the newest.
 OLDEST_AZ = (2, 50, 0)
 NEWEST_AZ = (2, 91, 0)
+#: The first az whose managed-identity login is MSAL's (IDENTITY_ENDPOINT); before it, msrestazure's.
+FIRST_MSAL_AZ = (2, 73, 0)
 _RELEASE = re.compile(r"\d{1,4}\.\d{1,4}\.\d{1,4}")
 
 
@@ -281,9 +338,26 @@ def _read_setting(path: str) -> str | None:
         os.close(fd)
 
 
+def _read_cache(path: str) -> str | None:
+    """Return az's cache file PATH when it is a regular UTF-8 file of a sane size; None otherwise (az rebuilds it)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
+    except OSError:
+        return None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        data = os.read(fd, MAX_CACHE_BYTES + 1)
+        return data.decode("utf-8") if len(data) <= MAX_CACHE_BYTES else None
+    except (OSError, UnicodeDecodeError):
+        return None
+    finally:
+        os.close(fd)
+
+
 def _write_private(path: str, text: str) -> None:
     """Write TEXT to PATH, a new file only its owner can read."""
-    with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600), "w") as f:
+    with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600), "w", encoding="utf-8") as f:
         f.write(text)
 
 

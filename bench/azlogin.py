@@ -1,0 +1,177 @@
+"""Time `azexec --az-login -- az group list` against a plain, already logged-in `az group list`.
+
+Usage: python3 bench/azlogin.py [--rounds N] [--az DIR]
+
+Both talk to a fake Azure Resource Manager over TLS on 127.0.0.1 (started here)
+and get their token from an azexec identity server: the plain az from one that
+stays up for the whole run, in a configuration directory logged in once with
+`az login --identity`; azexec from its own, in its private directory. Rounds
+are paired and interleaved (each round runs both, in a random order), so a
+noisy neighbour hits both alike. Prints both medians, the median of the
+per-round ratios and their spread. Standard library only; needs openssl and an
+az (default: the one the tests install, ~/.cache/azexec-tests/azure-cli-2.91.0).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import shutil
+import signal
+import ssl
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+TENANT = "00000000-0000-4000-8000-000000000001"
+SUBSCRIPTION = "d1b1c1a1-0000-4000-8000-00000000abcd"
+CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "azexec-tests"
+
+TOKEN_CODE = f"""
+import jwt, sys, time
+now = int(time.time())
+claims = {{"aud": "https://management.core.windows.net/", "tid": "{TENANT}", "iat": now, "nbf": now,
+          "exp": now + 4 * 3600, "appid": "bench", "oid": "bench"}}
+sys.stdout.write(jwt.encode(claims, "bench-key-not-a-secret-0123456789abcdef", algorithm="HS256"))
+"""
+
+
+class Arm(BaseHTTPRequestHandler):
+    """The two answers az group list needs: the subscriptions (for az login) and the resource groups."""
+
+    def do_GET(self) -> None:
+        path = self.path.split("?")[0].rstrip("/").lower()
+        if path == "/subscriptions":
+            sub = {"id": f"/subscriptions/{SUBSCRIPTION}", "subscriptionId": SUBSCRIPTION, "tenantId": TENANT}
+            body: Any = {"value": [{**sub, "displayName": "bench", "state": "Enabled"}]}
+        else:
+            body = {"value": [{"id": f"{path}/rg-bench", "name": "rg-bench", "location": "westeurope"}]}
+        data = json.dumps(body).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+def start_arm(work: Path) -> tuple[ThreadingHTTPServer, str, Path]:
+    cert, key = work / "cert.pem", work / "key.pem"
+    subprocess.run(
+        [shutil.which("openssl") or "openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes",
+         "-keyout", str(key), "-out", str(cert), "-days", "1", "-subj", "/CN=127.0.0.1",
+         "-addext", "subjectAltName=IP:127.0.0.1"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Arm)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, f"https://127.0.0.1:{server.server_address[1]}/", cert
+
+
+def az_config(config: Path, arm_url: str) -> None:
+    """Register the fake ARM's cloud in CONFIG and make it active, as `az cloud register` and `az cloud set` do
+    (written here: az before 2.73.0 cannot register a cloud without discovering its endpoints)."""
+    config.mkdir()
+    (config / "clouds.config").write_text(
+        "[BenchCloud]\nendpoint_active_directory = https://login.bench.invalid\n"
+        "endpoint_active_directory_resource_id = https://management.core.windows.net/\n"
+        f"endpoint_resource_manager = {arm_url}\n"
+    )
+    (config / "config").write_text("[cloud]\nname = BenchCloud\n\n[core]\noutput = json\n")
+
+
+def timed(argv: list[str], env: dict[str, str]) -> float:
+    started = time.perf_counter()
+    result = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
+    elapsed = time.perf_counter() - started
+    if result.returncode != 0 or "rg-bench" not in result.stdout:
+        sys.exit(f"bench: {argv[0]} failed ({result.returncode}): {result.stderr[-800:]}")
+    return elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=10)
+    parser.add_argument(
+        "--az", type=Path, default=CACHE / "azure-cli-2.91.0" / "bin", help="the bin directory of an az"
+    )
+    args = parser.parse_args()
+
+    azexec = str(Path(sys.executable).with_name("azexec"))
+    work = Path(tempfile.mkdtemp(prefix="azexec-bench-az-"))
+    server, arm_url, cert = start_arm(work)
+    token = subprocess.run([sys.executable, "-c", TOKEN_CODE], check=True, capture_output=True, text=True).stdout
+    token_file = work / "token"
+    token_file.write_text(token)
+    token_file.chmod(0o600)
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("AZURE_", "IDENTITY_", "MSI_", "ARM_"))}
+    base.update(PATH=f"{args.az}:{base['PATH']}", REQUESTS_CA_BUNDLE=str(cert), AZURE_CORE_COLLECT_TELEMETRY="0")
+    plain_config, user_config = work / "plain", work / "user"
+    az_config(plain_config, arm_url)
+    az_config(user_config, arm_url)
+    # A user's az directory holds az's command index, built on first use (az before 2.73.0 has no packaged one).
+    user_env = {**base, "AZURE_CONFIG_DIR": str(user_config)}
+    subprocess.run([str(args.az / "az"), "account", "list", "--output", "none"], env=user_env, check=True)
+
+    # The plain az's identity: an azexec --az-login that stays up (its identity server, and for an az before
+    # 2.73.0 the older protocol it then serves), and one real az login --identity through it, in plain_config.
+    env_file = work / "env.json"
+    dump = (
+        f"import json, os; json.dump(dict(os.environ), open('{env_file}.tmp', 'w'));"
+        f" os.rename('{env_file}.tmp', '{env_file}')"
+    )
+    holder = subprocess.Popen(
+        [azexec, "-q", "--az-login", "--token-file", str(token_file), "--", "sh", "-c",
+         f"AZURE_CONFIG_DIR={plain_config} az login --identity --output none && {sys.executable} -c \"{dump}\""
+         " && exec sleep 3600"],
+        env={**base, "AZURE_CONFIG_DIR": str(plain_config)},
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        while not env_file.exists():
+            if time.monotonic() > deadline or holder.poll() is not None:
+                sys.exit("bench: the plain az could not log in through azexec's identity server")
+            time.sleep(0.05)
+        plain_env = {**json.loads(env_file.read_text()), "AZURE_CONFIG_DIR": str(plain_config)}
+        plain = ["az", "group", "list"]
+        wrapped = [azexec, "-q", "--az-login", "--token-file", str(token_file), "--", "az", "group", "list"]
+        azexec_env = {**base, "AZURE_CONFIG_DIR": str(user_config)}
+        runs = {"plain": (plain, plain_env), "azexec": (wrapped, azexec_env)}
+        for argv, env in runs.values():  # warm the disk cache for both
+            timed(argv, env)
+        times: dict[str, list[float]] = {label: [] for label in runs}
+        order = random.Random(20261202)
+        for _ in range(args.rounds):
+            for label in order.sample(list(runs), len(runs)):
+                times[label].append(timed(*runs[label]))
+    finally:
+        holder.send_signal(signal.SIGTERM)
+        holder.wait()
+        server.shutdown()
+        shutil.rmtree(work, ignore_errors=True)
+
+    version = subprocess.run([str(args.az / "az"), "version", "-o", "json"], capture_output=True, text=True, env=base)
+    az_version = json.loads(version.stdout or "{}").get("azure-cli", "?")
+    ratios = sorted(a / p for a, p in zip(times["azexec"], times["plain"], strict=True))
+    print(f"az {az_version}, {os.cpu_count()} cores, {args.rounds} paired rounds")
+    print(f"plain az group list (logged in)      median {statistics.median(times['plain']) * 1000:7.0f} ms")
+    print(f"azexec --az-login -- az group list   median {statistics.median(times['azexec']) * 1000:7.0f} ms")
+    print(f"ratio, median of rounds {statistics.median(ratios):.2f}x  (spread {ratios[0]:.2f}-{ratios[-1]:.2f}x)")
+
+
+if __name__ == "__main__":
+    main()
