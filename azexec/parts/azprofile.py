@@ -129,7 +129,12 @@ def list_subscriptions(cloud: Cloud, token: str, env: Mapping[str, str], timeout
             connection.close()
     except (OSError, ssl.SSLError, http.client.HTTPException, ValueError):
         return None
-    if response.status != 200 or len(body) > MAX_ANSWER:
+    return parse_listing(response.status, body)
+
+
+def parse_listing(status: int, body: bytes) -> list[dict[str, Any]] | None:
+    """Return the subscriptions in Resource Manager's answer; None for anything but one whole, well-formed page."""
+    if status != 200 or len(body) > MAX_ANSWER:
         return None
     try:
         answer = json.loads(body)
