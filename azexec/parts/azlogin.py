@@ -314,45 +314,50 @@ def _dotted(release: tuple[int, ...]) -> str:
 _FIX = "fix or move it: --az-login copies az's settings from it"
 
 
-def _read_setting(path: str) -> str | None:
-    """Return the settings file PATH (None when there is none); anything but a small regular text file is an error."""
+class _Unfit(Exception):
+    """A file that is there, but not one azexec reads: not regular, or too large."""
+
+
+def _read_regular(path: str, limit: int) -> bytes | None:
+    """Return PATH's bytes (None when there is no such file); raise _Unfit or OSError for anything else.
+
+    Opened without blocking (a FIFO never hangs azexec) and read at most LIMIT bytes.
+    """
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
     except FileNotFoundError:
         return None
-    except OSError as e:
-        raise AzLoginError(f"--az-login: cannot read {show(path)}: {e.strerror}", _FIX) from None
     try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise AzLoginError(f"--az-login: {show(path)} is not a regular file", _FIX)
-        data = os.read(fd, MAX_SETTINGS_BYTES + 1)
-        if len(data) > MAX_SETTINGS_BYTES:
-            raise AzLoginError(f"--az-login: {show(path)} is larger than 1 MiB", _FIX)
-        return data.decode("utf-8")
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise _Unfit("is not a regular file")
+        data = os.read(fd, limit + 1)
+        if len(data) > limit:
+            raise _Unfit(f"is larger than {limit >> 20} MiB")
+        return data
+    finally:
+        os.close(fd)
+
+
+def _read_setting(path: str) -> str | None:
+    """Return the settings file PATH (None when there is none); anything but a small regular text file is an error."""
+    try:
+        data = _read_regular(path, MAX_SETTINGS_BYTES)
+        return None if data is None else data.decode("utf-8")
+    except _Unfit as e:
+        raise AzLoginError(f"--az-login: {show(path)} {e}", _FIX) from None
     except OSError as e:
         raise AzLoginError(f"--az-login: cannot read {show(path)}: {e.strerror}", _FIX) from None
     except UnicodeDecodeError:
         raise AzLoginError(f"--az-login: {show(path)} is not UTF-8 text", _FIX) from None
-    finally:
-        os.close(fd)
 
 
 def _read_cache(path: str) -> str | None:
     """Return az's cache file PATH when it is a regular UTF-8 file of a sane size; None otherwise (az rebuilds it)."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
-    except OSError:
+        data = _read_regular(path, MAX_CACHE_BYTES)
+        return None if data is None else data.decode("utf-8")
+    except (_Unfit, OSError, UnicodeDecodeError):
         return None
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            return None
-        data = os.read(fd, MAX_CACHE_BYTES + 1)
-        return data.decode("utf-8") if len(data) <= MAX_CACHE_BYTES else None
-    except (OSError, UnicodeDecodeError):
-        return None
-    finally:
-        os.close(fd)
 
 
 def _write_private(path: str, text: str) -> None:
