@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import sys
 import time
 from collections.abc import Iterator
 from typing import NoReturn
@@ -58,11 +59,25 @@ _caller_core_limit: tuple[int, int] | None = None
 def signals(role: str) -> set[int]:
     """Return the signals of ROLE (see SIGNAL_ROLES) that this platform has."""
     found: set[int] = {
-        getattr(signal, name) for name, roles in SIGNAL_ROLES.items() if role in roles and hasattr(signal, name)
+        number for name, roles in SIGNAL_ROLES.items() if role in roles and (number := _number(name)) is not None
     }
     if role in SIGNAL_ROLES["real-time"] and hasattr(signal, "SIGRTMIN") and hasattr(signal, "SIGRTMAX"):
         found.update(range(signal.SIGRTMIN, signal.SIGRTMAX + 1))
     return found
+
+
+def _number(name: str) -> int | None:
+    """Return signal NAME's number here, or None.
+
+    Python 3.10 has no name for Linux's SIGSTKFLT (3.11 added it), yet the kernel
+    has the signal: its number in Linux's common numbering (where SIGUSR1 is 10;
+    not MIPS, Alpha, SPARC or PA-RISC) stands in, or a kill -STKFLT would end
+    azexec and leave COMMAND behind.
+    """
+    number = getattr(signal, name, None)
+    if number is None and name == "SIGSTKFLT" and sys.platform == "linux" and int(signal.SIGUSR1) == 10:
+        number = 16
+    return None if number is None else int(number)
 
 
 def reserve_standard_fds() -> tuple[int, ...]:
