@@ -127,6 +127,38 @@ class Identifier(_TextType):
         return text
 
 
+class ListenAddress(_TextType):
+    """--listen's address: docker (the docker0 bridge's) or one IP address, never a wildcard."""
+
+    name = "address"
+
+    def convert(self, value: object, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        from azexec.listen import check_address
+        from azexec.redact import show
+
+        text = str(value).strip()
+        problem = check_address(text)
+        if problem is not None:
+            self.fail(f"'{show(text)}' {problem}", param, ctx)
+        return text
+
+
+class HostName(_TextType):
+    """--advertise's host name: what COMMAND's clients are given to reach the identity server."""
+
+    name = "name"
+
+    def convert(self, value: object, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        from azexec.listen import check_name
+        from azexec.redact import show
+
+        text = str(value).strip()
+        problem = check_name(text)
+        if problem is not None:
+            self.fail(f"'{show(text)}' {problem}", param, ctx)
+        return text
+
+
 AZ_NOTE = (
     "released az (2.91.0 and older) ignores AZURE_CLI_ACCESS_TOKEN (Azure/azure-cli PR #31575 is a draft): "
     "add --az-login to log az in through azexec's identity server"
@@ -213,6 +245,20 @@ MAX_DURATION = 7 * 24 * 3600.0
 @option("--no-verify", is_flag=True, group=CHECKS, help="Skip the JWT checks (opaque tokens).")
 @option("--az-login", is_flag=True, group=RUNS, help="Log az in through the identity server.")
 @option("--identity-server", is_flag=True, group=RUNS, help="Serve it on 127.0.0.1 as managed identity.")
+@option(
+    "--listen",
+    type=ListenAddress(),
+    metavar="ADDRESS",
+    group=RUNS,
+    help="Serve on ADDRESS, not 127.0.0.1: docker (docker0) or an IP, for containers.",
+)
+@option(
+    "--advertise",
+    type=HostName(),
+    metavar="NAME",
+    group=RUNS,
+    help="Give clients NAME for it (docker: host.docker.internal).",
+)
 @option("--mask", is_flag=True, group=RUNS, help="Replace tokens with *** in COMMAND's output.")
 @option("--no-exec", is_flag=True, group=RUNS, help="Stay as COMMAND's parent (no exec).")
 @option("--dry-run", is_flag=True, group=OUTPUT, help="Say what would run; run nothing.")
@@ -234,6 +280,8 @@ def cli(
     no_exec: bool,
     mask: bool,
     identity_server: bool,
+    listen: str | None,
+    advertise: str | None,
     az_login: bool,
     no_verify: bool,
     dry_run: bool,
@@ -268,6 +316,9 @@ def cli(
     # AZEXEC_JSON=1 set once for all runs must not break the runs that report nothing.
     if as_json and not dry_run and "as_json" not in from_environment:
         raise click.UsageError("--json goes with --dry-run")
+    listen, advertise = _listener(
+        listen, advertise, identity_server=identity_server, az_login=az_login, from_environment=from_environment
+    )
     argv = list(command) or ([] if dry_run else _shell())
     request = plan.Request(
         token_stdin=token_stdin,
@@ -298,6 +349,8 @@ def cli(
             stay=no_exec,
             mask=mask,
             identity_server=identity_server,
+            listen=listen,
+            advertise=advertise,
             az_login=az_login,
             helper_timeout=token_cmd_timeout,
         )
@@ -310,6 +363,35 @@ def cli(
         # What azexec waits for, on the terminal's line, cleared when done; nothing in a log.
         note = _terminal_note if not quiet and os.isatty(2) else _ignore
         launch.start(argv, env, checked, modes, closed_fds=closed_fds, warn=warn, diagnose=_echo_err, note=note)
+
+
+def _listener(
+    listen: str | None,
+    advertise: str | None,
+    *,
+    identity_server: bool,
+    az_login: bool,
+    from_environment: frozenset[str],
+) -> tuple[str | None, str | None]:
+    """Return --listen and --advertise as they apply; a typed one that cannot is a usage error.
+
+    An AZEXEC_LISTEN set once for a shell applies where it can (--identity-server
+    without --az-login) and is dropped elsewhere: 127.0.0.1 is the safe side.
+    """
+    if listen is not None and not identity_server and "listen" not in from_environment:
+        raise click.UsageError("--listen goes with --identity-server")
+    if listen is not None and az_login and "listen" not in from_environment:
+        raise click.UsageError(
+            "--az-login logs this machine's az in through 127.0.0.1, so it cannot go with --listen; "
+            "in a container, run az login --identity against the same endpoint"
+        )
+    if not identity_server or az_login:
+        listen = None
+    if advertise is not None and listen is None:
+        if "advertise" not in from_environment:
+            raise click.UsageError("--advertise goes with --listen")
+        advertise = None
+    return listen, advertise
 
 
 def _variable_names(incomplete: str) -> list[Any]:

@@ -21,6 +21,10 @@ class Modes(NamedTuple):
     mask: bool = False
     #: --identity-server: serve the token through a local managed-identity endpoint.
     identity_server: bool = False
+    #: --listen: the identity server's address beyond loopback (docker, or an IP), or None: 127.0.0.1.
+    listen: str | None = None
+    #: --advertise: the host name its clients are given, or None: the default for --listen's address.
+    advertise: str | None = None
     #: --az-login: log today's az in through the identity server, in a private directory.
     az_login: bool = False
     #: --token-cmd-timeout: how long a helper (az login) may take.
@@ -68,13 +72,15 @@ def parts(plan: Plan, modes: Modes, *, warn: Say, diagnose: Say, note: Say) -> l
     provider = None
     server = None
     if serving:
+        from azexec.listen import Listen
         from azexec.parts.identity import IdentityServer
         from azexec.parts.provider import Provider
 
         provider = Provider.for_plan(plan, warn=warn)
         tenant = plan.tenant.value if plan.tenant else None
         subscription = plan.subscription.value if plan.subscription else None
-        server = IdentityServer(provider, tenant=tenant, subscription=subscription)
+        listen = Listen(modes.listen, modes.advertise) if modes.listen is not None else Listen()
+        server = IdentityServer(provider, tenant=tenant, subscription=subscription, listen=listen, announce=diagnose)
         built.append(server)
     if modes.az_login:
         from azexec.parts.azlogin import AzLogin

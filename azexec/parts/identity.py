@@ -1,7 +1,7 @@
 """The identity server: a resident part serving the token through a local managed-identity endpoint.
 
-Two protocols on 127.0.0.1 and an ephemeral port, each behind a path of its own
-that nobody can guess:
+Two protocols on 127.0.0.1 (or the one address --listen names, for containers)
+and an ephemeral port, each behind a path of its own that nobody can guess:
 
 - App Service (api-version 2019-08-01), which every Azure SDK and az use when
   IDENTITY_ENDPOINT and IDENTITY_HEADER are set: the header must match;
@@ -23,15 +23,18 @@ import io
 import json
 import secrets
 import socket
+import socketserver
+import sys
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import SplitResult, parse_qs, urlsplit
 
 from azexec import resources
-from azexec.errors import Refused
+from azexec.errors import PartFailed, Refused
+from azexec.listen import LOOPBACK, Listen, resolve, url_host
 from azexec.parts import Added, Context, Preview
 from azexec.parts.provider import IDENTITY_PARAMETERS, Provider
 from azexec.redact import show
@@ -95,25 +98,44 @@ ERROR_NAMES = {
 
 
 class Server(ThreadingHTTPServer):
-    """A loopback HTTP server that knows its secrets and its provider."""
+    """An HTTP server on one address that knows its secrets, its provider and the Host names it answers to."""
 
     daemon_threads = True
     # Nothing waits for a connection's thread at exit: COMMAND's exit ends serving, whatever clients do.
     block_on_close = False
     request_queue_size = 128
 
-    def __init__(self, provider: Provider) -> None:
-        super().__init__(("127.0.0.1", 0), Handler)
+    def __init__(self, provider: Provider, *, address: str = LOOPBACK, advertised: str | None = None) -> None:
+        if ":" in address:
+            self.address_family = socket.AF_INET6
+        super().__init__((address, 0), Handler)
         self.provider = provider
         self.port = self.server_address[1]
         self.app_service_path = "/" + secrets.token_urlsafe(24)
         self.imds_path = "/" + secrets.token_urlsafe(24)
         self.header = secrets.token_urlsafe(32)
         self.legacy = LegacyOffer()
-        self.hosts = (f"127.0.0.1:{self.port}", f"localhost:{self.port}")
+        listening = f"{url_host(address)}:{self.port}"
+        #: The Host headers served: the name clients were given, and the address with the port.
+        self.hosts: tuple[str, ...]
+        if advertised is not None:
+            self.hosts = (f"{url_host(advertised).lower()}:{self.port}", listening)
+        elif address == LOOPBACK:
+            self.hosts = (listening, f"localhost:{self.port}")
+        else:
+            self.hosts = (listening,)
+        #: Where COMMAND's clients find the server.
+        self.base = f"http://{url_host(advertised or address)}:{self.port}"
         self.slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
         #: Set when COMMAND has exited: nothing more is answered.
         self.stopping = threading.Event()
+
+    def server_bind(self) -> None:
+        """Bind without HTTPServer's reverse lookup of the address (seconds, on a machine with no DNS)."""
+        socketserver.TCPServer.server_bind(self)
+        host, port = self.server_address[:2]
+        self.server_name = str(host)
+        self.server_port = port
 
     def process_request(self, request: Any, client_address: Any) -> None:
         """Serve on a thread of its own, at most MAX_CONNECTIONS at once; close one more at once."""
@@ -227,8 +249,8 @@ class Handler(BaseHTTPRequestHandler):
         hosts = self.headers.get_all("Host") or []
         if len(hosts) > 1:
             raise Refused("send one Host header", 400)
-        if not hosts or hosts[0] not in self.server.hosts:
-            raise Refused("the Host header must be 127.0.0.1 or localhost with this port", 403)
+        if not hosts or hosts[0].strip().lower() not in self.server.hosts:
+            raise Refused(f"the Host header must be {' or '.join(self.server.hosts)}", 403)
         if "Origin" in self.headers:
             raise Refused("requests from web pages are not served", 403)
         if "Transfer-Encoding" in self.headers or self.headers.get("Content-Length", "0").strip() != "0":
@@ -236,7 +258,7 @@ class Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             raise Refused("a GET carries no body", 400)
         parts = urlsplit(self.path)
-        if (parts.scheme or parts.netloc) and parts.netloc not in self.server.hosts:
+        if (parts.scheme or parts.netloc) and parts.netloc.lower() not in self.server.hosts:
             raise Refused("an absolute request target must name this server", 400)
         return parts
 
@@ -321,32 +343,68 @@ def _token(answer: Accepted, resource: str, now: float) -> dict[str, Any]:
     return body
 
 
-class IdentityServer:
-    """A resident part: serve the token on 127.0.0.1 from before COMMAND starts until it exits."""
+#: The default: 127.0.0.1, as whatever reaches the address.
+LOOPBACK_ONLY = Listen()
 
-    def __init__(self, provider: Provider, *, tenant: str | None, subscription: str | None) -> None:
+
+class IdentityServer:
+    """A resident part: serve the token from before COMMAND starts until it exits."""
+
+    def __init__(
+        self,
+        provider: Provider,
+        *,
+        tenant: str | None,
+        subscription: str | None,
+        listen: Listen = LOOPBACK_ONLY,
+        announce: Callable[[str], None] = lambda line: print(f"azexec: {line}", file=sys.stderr),
+    ) -> None:
         self.provider = provider
         self.tenant = tenant
         self.subscription = subscription
+        self.listen = listen
+        #: Says, once, where a listener beyond loopback listens (never a secret).
+        self.announce = announce
         self.server: Server | None = None
         self.thread: threading.Thread | None = None
 
     def preview(self, env: Mapping[str, str]) -> Preview:
         """Say what COMMAND's environment would get, the endpoint's secrets as placeholders."""
-        base = "http://127.0.0.1:<port>"
+        base = f"http://{url_host(self.listen.name())}:<port>"
         added = self._variables(env, base + "/<random path>", "<random, 32 bytes>", base + "/<another random path>")
-        return Preview("identity server", env=tuple(added.items()))
+        steps: tuple[str, ...] = ()
+        failure = None
+        if self.listen.beyond_loopback():
+            try:
+                steps = (f"listen on {self._where(resolve(self.listen.address), '<port>')}",)
+            except PartFailed as e:
+                failure = str(e)
+        return Preview("identity server", env=tuple(added.items()), steps=steps, failure=failure)
 
     def start(self, context: Context) -> Added:
         """Listen, and point COMMAND's managed-identity clients at the endpoint."""
+        address = resolve(self.listen.address)
         self.provider.serve(context)
-        self.server = server = Server(self.provider)
-        base = f"http://127.0.0.1:{server.port}"
+        try:
+            self.server = server = Server(self.provider, address=address, advertised=self.listen.advertised_name())
+        except OSError as e:
+            hint = "name an address of this machine" if address != LOOPBACK else None
+            raise PartFailed(f"the identity server cannot listen on {address}: {e.strerror or e}", hint) from None
+        if self.listen.beyond_loopback():
+            # An explicit choice, said once: where, and to whom; never the path or the header.
+            self.announce(f"identity server listening on {self._where(address, str(server.port))}")
+        base = server.base
         env = self._variables(context.env, base + server.app_service_path, server.header, base + server.imds_path)
         # Serving starts now, before COMMAND: a client may ask the moment it starts.
         self.thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": POLL_SECONDS}, daemon=True)
         self.thread.start()
         return Added(env=tuple(env.items()))
+
+    def _where(self, address: str, port: str) -> str:
+        """Say where the server listens and the name it is advertised under."""
+        where = f"{url_host(address)}:{port}"
+        name = self.listen.advertised_name()
+        return f"{where}, for clients given {url_host(name)}:{port}" if name not in (None, address) else where
 
     def _variables(self, parent: Mapping[str, str], endpoint: str, header: str, imds: str) -> dict[str, str | None]:
         """Return what COMMAND's environment gets (None: removed), in PARENT's environment."""
@@ -355,7 +413,8 @@ class IdentityServer:
         env["IDENTITY_HEADER"] = header
         # Clients read one spelling or the other (az and Python the lower case first): both get the union.
         given = [entry.strip() for name in ("NO_PROXY", "no_proxy") for entry in parent.get(name, "").split(",")]
-        bypass = ",".join(dict.fromkeys(entry for entry in [*given, "127.0.0.1", "localhost"] if entry))
+        ours = [LOOPBACK, "localhost"] if not self.listen.beyond_loopback() else [self.listen.name()]
+        bypass = ",".join(dict.fromkeys(entry for entry in [*given, *ours] if entry))
         env["NO_PROXY"] = env["no_proxy"] = bypass
         # Always: a parent's AZURE_TOKEN_CREDENTIALS=dev would make DefaultAzureCredential skip the server.
         env["AZURE_TOKEN_CREDENTIALS"] = "ManagedIdentityCredential"  # noqa: S105 - a credential's name
@@ -370,7 +429,7 @@ class IdentityServer:
         """Start serving the 2017-09-01 protocol (for --az-login's az login); return the variables that find it."""
         assert self.server is not None, "offered before the server started"
         self.server.legacy.offered.set()
-        return self.server.legacy.variables(f"http://127.0.0.1:{self.server.port}")
+        return self.server.legacy.variables(self.server.base)
 
     def keep_legacy(self) -> bool:
         """Keep serving the 2017-09-01 protocol if a client used it (an older az); otherwise stop; say which."""
