@@ -96,8 +96,9 @@ class Network:
         result: dict[str, Any] = json.loads(done.stdout)
         return result
 
-    def listening(self, namespace: str) -> list[str]:
+    @staticmethod
+    def listening(namespace: str) -> list[str]:
         """Return the local address:port of every TCP socket listening in NAMESPACE, as ss(8) shows them."""
-        argv = self.inside(namespace, ["ss", "-Hltn"])
+        argv = Network.inside(namespace, ["ss", "-Hltn"])
         done = subprocess.run(argv, capture_output=True, text=True, timeout=20, check=True)
         return [line.split()[3] for line in done.stdout.splitlines() if line.strip()]

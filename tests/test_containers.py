@@ -1,0 +1,141 @@
+"""Real containers get the token through host.docker.internal: docker run and docker compose, as the README says.
+
+A dockerd of the suite's own runs in a network namespace (tests/docker.py);
+azexec runs in that namespace too, so `--listen docker` finds its docker0.
+Inside the containers: the real azure-identity (copied from this suite's
+wheels) speaking the App Service protocol, and terraform's IMDS-style request.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from dockerd import IMAGE, IMAGE_PYTHON, Docker, copy_distribution
+from helpers import ARM, AZEXEC, make_token
+from netns import Network
+
+pytestmark = [pytest.mark.slow, pytest.mark.linux_only]
+
+TOKEN = make_token()
+#: What the README's recipe passes into the container.
+RECIPE = ["-e", "IDENTITY_ENDPOINT", "-e", "IDENTITY_HEADER", "--add-host", "host.docker.internal:host-gateway"]
+
+#: The real SDK in the container: DefaultAzureCredential picks managed identity from the two variables.
+SDK_CLIENT = """
+import json, os
+from azure.identity import DefaultAzureCredential
+token = DefaultAzureCredential().get_token("https://management.azure.com/.default")
+print(json.dumps({"token": token.token, "endpoint": os.environ["IDENTITY_ENDPOINT"].split("/")[2]}))
+"""
+
+#: terraform azurerm's request (ARM_MSI_ENDPOINT, Metadata: true), from the standard library.
+IMDS_CLIENT = f"""
+import json, os, urllib.request
+url = os.environ["ARM_MSI_ENDPOINT"] + "?api-version=2018-02-01&resource={ARM}"
+request = urllib.request.Request(url, headers={{"Metadata": "true"}})
+with urllib.request.build_opener(urllib.request.ProxyHandler({{}})).open(request, timeout=10) as answer:
+    print(json.dumps({{"token": json.load(answer)["access_token"]}}))
+"""
+
+#: A container started without the header: what it gets from the endpoint it was somehow told.
+NO_HEADER_CLIENT = """
+import json, os, urllib.error, urllib.request
+url = os.environ["IDENTITY_ENDPOINT"] + "?api-version=2019-08-01&resource=https://management.azure.com/"
+try:
+    urllib.request.build_opener(urllib.request.ProxyHandler({})).open(url, timeout=10)
+except urllib.error.HTTPError as e:
+    print(json.dumps({"status": e.code, "body": e.read().decode()}))
+"""
+
+
+@pytest.fixture(scope="module")
+def docker() -> Iterator[Docker]:
+    """The suite's dockerd, with IMAGE imported; stopped and removed after the module."""
+    daemon = Docker()
+    try:
+        daemon.start()
+        yield daemon
+    finally:
+        daemon.stop()
+
+
+@pytest.fixture(scope="module")
+def sdk(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The real azure-identity and its dependencies, for the container's Python (bookworm's 3.11)."""
+    assert sys.version_info[:2] == IMAGE_PYTHON, f"the image's Python is {IMAGE_PYTHON}: run the suite on it"
+    target = tmp_path_factory.mktemp("sdk")
+    assert "azure-identity" in copy_distribution("azure-identity", target)
+    return target
+
+
+def _azexec(docker: Docker, *command: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """Run azexec --identity-server --listen docker -- COMMAND in the daemon's namespace, as a user on that host."""
+    argv = Network.inside(docker.namespace, [AZEXEC, "--token-env", "T", "--identity-server", "--listen", "docker"])
+    return subprocess.run(
+        [*argv, "--", *command], capture_output=True, text=True, env=docker.env(T=TOKEN), cwd=cwd, timeout=180
+    )
+
+
+def _answer(done: subprocess.CompletedProcess[str]) -> dict[str, Any]:
+    assert done.returncode == 0, f"exit {done.returncode}: {done.stderr}"
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+def test_docker_run_gives_the_real_sdk_the_token(docker: Docker, sdk: Path) -> None:
+    """The README's docker run recipe: azure-identity in the container gets the token via host.docker.internal."""
+    mount = ["-v", f"{sdk}:/sdk:ro", "-e", "PYTHONPATH=/sdk"]
+    got = _answer(_azexec(docker, "docker", "run", "--rm", *RECIPE, *mount, IMAGE, "python3", "-c", SDK_CLIENT))
+    assert got["token"] == TOKEN
+    assert got["endpoint"].startswith("host.docker.internal:")
+
+
+def test_docker_run_serves_terraforms_imds_request(docker: Docker) -> None:
+    """terraform's IMDS-style request from a container (ARM_MSI_ENDPOINT passed in) gets the token."""
+    recipe = ["-e", "ARM_MSI_ENDPOINT", "--add-host", "host.docker.internal:host-gateway"]
+    got = _answer(_azexec(docker, "docker", "run", "--rm", *recipe, IMAGE, "python3", "-c", IMDS_CLIENT))
+    assert got["token"] == TOKEN
+
+
+def test_a_container_without_the_header_is_refused(docker: Docker) -> None:
+    """A second container given the endpoint but not IDENTITY_HEADER gets a 401 and no token."""
+    recipe = ["-e", "IDENTITY_ENDPOINT", "--add-host", "host.docker.internal:host-gateway"]
+    got = _answer(_azexec(docker, "docker", "run", "--rm", *recipe, IMAGE, "python3", "-c", NO_HEADER_CLIENT))
+    assert got["status"] == 401
+    assert TOKEN not in got["body"]
+
+
+def test_compose_passes_the_endpoint_through_environment(docker: Docker, sdk: Path, tmp_path: Path) -> None:
+    """The README's compose recipe (environment: pass-through, extra_hosts), on compose's own network."""
+    compose = {
+        "services": {
+            "app": {
+                "image": IMAGE,
+                "environment": ["IDENTITY_ENDPOINT", "IDENTITY_HEADER", "PYTHONPATH=/sdk"],
+                "extra_hosts": ["host.docker.internal:host-gateway"],
+                "volumes": [f"{sdk}:/sdk:ro"],
+                "command": ["python3", "-c", SDK_CLIENT],
+            }
+        }
+    }
+    (tmp_path / "compose.yaml").write_text(json.dumps(compose))  # JSON is YAML
+    compose_run = ["docker-compose", "-f", "compose.yaml", "-p", "azexec", "run", "--rm", "-T", "app"]
+    done = _azexec(docker, *compose_run, cwd=tmp_path)
+    try:
+        got = _answer(done)
+    finally:
+        docker.docker("network", "rm", "azexec_default", check=False)
+    assert got["token"] == TOKEN
+
+
+def test_nothing_listens_after_the_container_exits(docker: Docker) -> None:
+    """When docker run (COMMAND) exits, the listener on docker0 is gone: ss shows no listener at all."""
+    done = _azexec(docker, "docker", "run", "--rm", IMAGE, "true")
+    assert done.returncode == 0, done.stderr
+    assert Network.listening(docker.namespace) == []
