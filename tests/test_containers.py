@@ -139,3 +139,42 @@ def test_nothing_listens_after_the_container_exits(docker: Docker) -> None:
     done = _azexec(docker, "docker", "run", "--rm", IMAGE, "true")
     assert done.returncode == 0, done.stderr
     assert Network.listening(docker.namespace) == []
+
+
+#: The devcontainer CLI tests/node/package.json pins (installed by scripts/install-test-tools).
+DEVCONTAINER = Path(__file__).resolve().parent / "node" / "node_modules" / ".bin" / "devcontainer"
+
+
+def test_a_devcontainer_gets_the_endpoint_through_remote_env(docker: Docker, sdk: Path, tmp_path: Path) -> None:
+    """The README's devcontainer recipe (runArgs, remoteEnv from localEnv): devcontainer exec's SDK gets the token."""
+    config = {
+        "image": IMAGE,
+        "runArgs": ["--add-host=host.docker.internal:host-gateway"],
+        "mounts": [f"source={sdk},target=/sdk,type=bind,readonly"],
+        "remoteEnv": {
+            "IDENTITY_ENDPOINT": "${localEnv:IDENTITY_ENDPOINT}",
+            "IDENTITY_HEADER": "${localEnv:IDENTITY_HEADER}",
+            "PYTHONPATH": "/sdk",
+        },
+    }
+    workspace = tmp_path / "workspace"
+    (workspace / ".devcontainer").mkdir(parents=True)
+    (workspace / ".devcontainer" / "devcontainer.json").write_text(json.dumps(config))
+    # As a user would: the container is started (once), then each run execs in it under azexec.
+    up = subprocess.run(
+        [str(DEVCONTAINER), "up", "--workspace-folder", str(workspace)],
+        capture_output=True,
+        text=True,
+        env=docker.env(),
+        timeout=180,
+    )
+    try:
+        assert up.returncode == 0, up.stdout + up.stderr
+        run_in = [str(DEVCONTAINER), "exec", "--workspace-folder", str(workspace), "python3", "-c", SDK_CLIENT]
+        got = _answer(_azexec(docker, *run_in))
+    finally:
+        label = f"label=devcontainer.local_folder={workspace}"
+        for container in docker.docker("ps", "-aq", "--filter", label).stdout.split():
+            docker.docker("rm", "-f", container)
+    assert got["token"] == TOKEN
+    assert got["endpoint"].startswith("host.docker.internal:")
