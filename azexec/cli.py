@@ -133,14 +133,14 @@ class ListenAddress(_TextType):
     name = "address"
 
     def convert(self, value: object, param: click.Parameter | None, ctx: click.Context | None) -> str:
-        from azexec.listen import check_address
+        from azexec.listen import canonical, check_address
         from azexec.redact import show
 
         text = str(value).strip()
         problem = check_address(text)
         if problem is not None:
             self.fail(f"'{show(text)}' {problem}", param, ctx)
-        return text
+        return canonical(text)
 
 
 class HostName(_TextType):

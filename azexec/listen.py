@@ -71,6 +71,11 @@ def check_address(text: str) -> str | None:
     return None
 
 
+def canonical(address: str) -> str:
+    """Return ADDRESS (a valid one) as URLs and Host headers spell it: DOCKER stays a word."""
+    return address if address == DOCKER else str(ipaddress.ip_address(address))
+
+
 def check_name(text: str) -> str | None:
     """Return why TEXT cannot be --advertise's host name, or None: a host name or an IP address."""
     try:
@@ -81,8 +86,8 @@ def check_name(text: str) -> str | None:
 
 
 def resolve(address: str) -> str:
-    """Return the IP address to bind for ADDRESS: DOCKER becomes docker0's."""
-    return docker_bridge() if address == DOCKER else address
+    """Return the IP address to bind for ADDRESS, as URLs and Host headers spell it: DOCKER becomes docker0's."""
+    return docker_bridge() if address == DOCKER else canonical(address)
 
 
 def docker_bridge() -> str:

@@ -122,6 +122,18 @@ def test_an_ipv6_address_is_listened_on_and_bracketed() -> None:
     assert status == 200
 
 
+def test_an_address_is_given_to_clients_as_urls_spell_it() -> None:
+    """--listen 0:0:0:0:0:0:0:1 is ::1 in the endpoint, and a client given that endpoint is served."""
+    part = IdentityServer(held(TOKEN), tenant=TENANT, subscription=None, listen=Listen("0:0:0:0:0:0:0:1"))
+    env = start_part(part)
+    try:
+        endpoint = urlsplit(env["IDENTITY_ENDPOINT"])
+        status = _status(endpoint.port or 0, endpoint.path + QUERY, env["IDENTITY_HEADER"], "[::1]", family="::1")
+    finally:
+        part.stop(0)
+    assert (endpoint.netloc.split("]")[0], status) == ("[::1", 200)
+
+
 def _status(port: int, target: str, header: str, host: str, family: str = "127.0.0.1") -> int:
     import http.client
 

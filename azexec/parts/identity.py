@@ -115,7 +115,7 @@ class Server(ThreadingHTTPServer):
         self.imds_path = "/" + secrets.token_urlsafe(24)
         self.header = secrets.token_urlsafe(32)
         self.legacy = LegacyOffer()
-        listening = f"{url_host(address)}:{self.port}"
+        listening = f"{url_host(address)}:{self.port}".lower()
         #: The Host headers served: the name clients were given, and the address with the port.
         self.hosts: tuple[str, ...]
         if advertised is not None:
