@@ -94,7 +94,11 @@ def docker_bridge() -> str:
     """Return the IPv4 address of Linux's docker0 bridge: the gateway of docker's default network."""
     hint = "is dockerd running? Or name the address with --listen ADDRESS"
     if not sys.platform.startswith("linux"):
-        raise PartFailed(f"--listen {DOCKER} looks for Linux's {DOCKER_BRIDGE} bridge, which this system has not", hint)
+        # Docker Desktop has no bridge on the host: it forwards host.docker.internal to the host's loopback.
+        raise PartFailed(
+            f"--listen {DOCKER} looks for Linux's {DOCKER_BRIDGE} bridge, which this system has not",
+            f"with Docker Desktop, use --listen {LOOPBACK} --advertise {DOCKER_HOST_NAME}",
+        )
     import fcntl
     import struct
 

@@ -286,6 +286,33 @@ def test_docker_without_a_docker0_bridge_is_one_line_and_125() -> None:
 
 
 @pytest.mark.linux_only
+def test_the_listener_is_said_even_with_quiet() -> None:
+    """-q silences warnings and notes, not where the token is served beyond loopback."""
+    with Network(guests=0) as network:
+        argv = Network.inside(network.host, [AZEXEC, "-q", "--token-env", "T", "--identity-server", "--listen"])
+        done = subprocess.run(
+            [*argv, network.address, "--", "true"], capture_output=True, text=True, env=base_env(T=TOKEN), timeout=30
+        )
+    assert done.returncode == 0
+    assert done.stderr.startswith(f"azexec: identity server listening on {network.address}:")
+    assert len(done.stderr.splitlines()) == 1
+
+
+def test_docker_elsewhere_than_linux_says_what_to_do(monkeypatch: pytest.MonkeyPatch) -> None:
+    """On macOS (Docker Desktop: no docker0 on the host) --listen docker fails with one line naming the way out."""
+    from azexec import listen
+    from azexec.errors import PartFailed
+
+    monkeypatch.setattr(listen.sys, "platform", "darwin")
+    with pytest.raises(PartFailed) as raised:
+        listen.resolve("docker")
+    assert str(raised.value) == (
+        "--listen docker looks for Linux's docker0 bridge, which this system has not; "
+        "with Docker Desktop, use --listen 127.0.0.1 --advertise host.docker.internal"
+    )
+
+
+@pytest.mark.linux_only
 def test_an_address_not_of_this_machine_is_one_line_and_125() -> None:
     """--listen 10.213.0.99, which no interface has: one line, 125, COMMAND never runs."""
     with Network(guests=0) as network:
