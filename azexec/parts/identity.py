@@ -343,7 +343,7 @@ def _token(answer: Accepted, resource: str, now: float) -> dict[str, Any]:
     return body
 
 
-#: The default: 127.0.0.1, as whatever reaches the address.
+#: The default listener: 127.0.0.1, its clients given that address.
 LOOPBACK_ONLY = Listen()
 
 
