@@ -134,6 +134,15 @@ def test_compose_passes_the_endpoint_through_environment(docker: Docker, sdk: Pa
     assert got["token"] == TOKEN
 
 
+def test_only_docker0_listens_while_command_runs(docker: Docker) -> None:
+    """While COMMAND runs, ss shows one listener in the host's network: docker0's address and the port, no wildcard."""
+    done = _azexec(docker, "sh", "-c", 'ss -Hltn; echo "$IDENTITY_ENDPOINT"')
+    assert done.returncode == 0, done.stderr
+    *listeners, endpoint = done.stdout.splitlines()
+    port = endpoint.split("/")[2].split(":")[1]
+    assert [line.split()[3] for line in listeners] == [f"172.17.0.1:{port}"]
+
+
 def test_nothing_listens_after_the_container_exits(docker: Docker) -> None:
     """When docker run (COMMAND) exits, the listener on docker0 is gone: ss shows no listener at all."""
     done = _azexec(docker, "docker", "run", "--rm", IMAGE, "true")

@@ -239,6 +239,15 @@ def test_a_foreign_host_header_is_refused(serving: Serving) -> None:
 
 
 @pytest.mark.linux_only
+def test_a_web_page_is_refused(serving: Serving) -> None:
+    """A request carrying Origin (a browser in a guest) is refused, though path, header and Host are right."""
+    headers = {"X-IDENTITY-HEADER": serving.header, "Origin": "http://attacker.example"}
+    got = serving.network.get(serving.network.guests[0], serving.endpoint + QUERY, headers)
+    assert got["status"] == 403
+    assert TOKEN not in json.dumps(got)
+
+
+@pytest.mark.linux_only
 def test_the_hosts_own_loopback_does_not_answer(serving: Serving) -> None:
     """Listening on the bridge, nothing listens on the host's 127.0.0.1 at that port."""
     url = f"http://127.0.0.1:{serving.port}/" + urlsplit(serving.endpoint).path + QUERY
