@@ -307,6 +307,17 @@ def test_the_listener_is_said_even_with_quiet() -> None:
     assert len(done.stderr.splitlines()) == 1
 
 
+@pytest.mark.linux_only
+def test_the_listen_variable_works_as_the_option() -> None:
+    """AZEXEC_LISTEN with --identity-server: the server listens there, as with --listen."""
+    with Network(guests=0) as network:
+        argv = Network.inside(network.host, [AZEXEC, "--token-env", "T", "--identity-server", "--", "true"])
+        env = base_env(T=TOKEN, AZEXEC_LISTEN=network.address)
+        done = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=30)
+    assert done.returncode == 0
+    assert done.stderr.startswith(f"azexec: identity server listening on {network.address}:")
+
+
 def test_docker_elsewhere_than_linux_says_what_to_do(monkeypatch: pytest.MonkeyPatch) -> None:
     """On macOS (Docker Desktop: no docker0 on the host) --listen docker fails with one line naming the way out."""
     from azexec import listen
