@@ -22,34 +22,24 @@ from typing import Any
 
 import pytest
 from helpers import (
+    AZ_VERSIONS,
     AZEXEC,
     TENANT,
     Terminal,
     all_gone,
+    az_bin,
     base_env,
     claims_of,
     explain,
     make_token,
     mint_command,
     run,
+    self_signed,
     wait_until,
     write_private,
 )
 
 pytestmark = pytest.mark.slow
-
-#: The real az releases the suite runs, newest first: 2.91.0; 2.72.0, the last before az's managed-identity
-#: login moved to MSAL (it speaks App Service's 2017 protocol); 2.50.0, the oldest --az-login claims.
-#: scripts/install-test-tools installs each (a test keeps the two lists equal).
-AZ_VERSIONS = ("2.91.0", "2.72.0", "2.50.0")
-AZ_VERSION = AZ_VERSIONS[0]
-
-
-def az_bin(version: str) -> Path:
-    """The bin directory of the cached virtualenv holding azure-cli VERSION."""
-    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return cache / "azexec-tests" / f"azure-cli-{version}" / "bin"
-
 
 SUBSCRIPTION = "d1b1c1a1-0000-4000-8000-00000000abcd"
 SECOND_SUBSCRIPTION = "d1b1c1a1-0000-4000-8000-00000000beef"
@@ -119,14 +109,7 @@ def _sha(text: str) -> str:
 @pytest.fixture(scope="module")
 def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """A self-signed certificate for 127.0.0.1, made now."""
-    where = tmp_path_factory.mktemp("tls")
-    cert, key = where / "cert.pem", where / "key.pem"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
-         "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
-        check=True, capture_output=True, timeout=60,
-    )  # fmt: skip
-    return cert, key
+    return self_signed(tmp_path_factory.mktemp("tls"))
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 from dockerd import IMAGE, IMAGE_PYTHON, Docker, copy_distribution
-from helpers import ARM, AZEXEC, make_token
+from helpers import ARM, AZ_VERSION, AZEXEC, SUBSCRIPTION, TENANT, az_bin, make_token, self_signed
 from netns import Network
 
 pytestmark = [pytest.mark.slow, pytest.mark.linux_only]
@@ -191,18 +191,10 @@ def test_a_devcontainer_gets_the_endpoint_through_remote_env(docker: Docker, sdk
 
 def test_az_in_a_container_logs_in_through_the_same_endpoint(docker: Docker, tmp_path: Path) -> None:
     """The documented way for az in a container: az login --identity (2.91.0, the real one) gets azexec's token."""
-    from helpers import SUBSCRIPTION, TENANT
-    from test_azlogin import AZ_VERSION, az_bin
-
     venv = az_bin(AZ_VERSION).parent
     home = next(line for line in (venv / "pyvenv.cfg").read_text().splitlines() if line.startswith("home"))
     python = Path(home.split("=", 1)[1].strip()).parent  # the Python the venv was made with, mounted where it was
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(tmp_path / "key.pem"),
-         "-out", str(tmp_path / "cert.pem"), "-days", "1", "-subj", "/CN=127.0.0.1",
-         "-addext", "subjectAltName=IP:127.0.0.1"],
-        check=True, capture_output=True, timeout=60,
-    )  # fmt: skip
+    self_signed(tmp_path)  # cert.pem and key.pem, mounted at /tls for the fake Resource Manager
     driver = Path(__file__).resolve().parent / "incontainer" / "az_identity_login.py"
     mounts = ["-v", f"{python}:{python}:ro", "-v", f"{venv}:{venv}:ro", "-v", f"{tmp_path}:/tls:ro"]
     mounts += ["-v", f"{driver}:/az_identity_login.py:ro"]
