@@ -127,36 +127,22 @@ class Identifier(_TextType):
         return text
 
 
-class ListenAddress(_TextType):
-    """--listen's address: docker (the docker0 bridge's) or one IP address, never a wildcard."""
+class Listener(_TextType):
+    """--listen's address (docker or one IP address, never a wildcard), or --advertise's host name."""
 
-    name = "address"
+    def __init__(self, name: str, *, address: bool) -> None:
+        self.name = name
+        self.address = address
 
     def convert(self, value: object, param: click.Parameter | None, ctx: click.Context | None) -> str:
-        from azexec.listen import canonical, check_address
+        from azexec import listen
         from azexec.redact import show
 
         text = str(value).strip()
-        problem = check_address(text)
+        problem = listen.check_address(text) if self.address else listen.check_name(text)
         if problem is not None:
             self.fail(f"'{show(text)}' {problem}", param, ctx)
-        return canonical(text)
-
-
-class HostName(_TextType):
-    """--advertise's host name: what COMMAND's clients are given to reach the identity server."""
-
-    name = "name"
-
-    def convert(self, value: object, param: click.Parameter | None, ctx: click.Context | None) -> str:
-        from azexec.listen import check_name
-        from azexec.redact import show
-
-        text = str(value).strip()
-        problem = check_name(text)
-        if problem is not None:
-            self.fail(f"'{show(text)}' {problem}", param, ctx)
-        return text
+        return listen.canonical(text) if self.address else text
 
 
 AZ_NOTE = (
@@ -247,14 +233,14 @@ MAX_DURATION = 7 * 24 * 3600.0
 @option("--identity-server", is_flag=True, group=RUNS, help="Serve it on 127.0.0.1 as managed identity.")
 @option(
     "--listen",
-    type=ListenAddress(),
+    type=Listener("address", address=True),
     metavar="ADDRESS",
     group=RUNS,
     help="Serve on ADDRESS, not 127.0.0.1: docker (docker0) or an IP, for containers.",
 )
 @option(
     "--advertise",
-    type=HostName(),
+    type=Listener("name", address=False),
     metavar="NAME",
     group=RUNS,
     help="Give clients NAME for it (docker: host.docker.internal).",
