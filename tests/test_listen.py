@@ -283,10 +283,7 @@ def test_the_listener_is_gone_when_command_exits(serving: Serving) -> None:
 def test_docker_without_a_docker0_bridge_is_one_line_and_125() -> None:
     """--listen docker where no docker0 exists: one line saying so and what to do; COMMAND never runs."""
     with Network(guests=0) as network:
-        argv = Network.inside(network.host, [AZEXEC, "--token-env", "T", "--identity-server", "--listen", "docker"])
-        done = subprocess.run(
-            [*argv, "--", "sh", "-c", "echo ran"], capture_output=True, text=True, env=base_env(T=TOKEN), timeout=30
-        )
+        done = _serve_in(network.host, "--listen", "docker", "--", "sh", "-c", "echo ran")
     assert (done.returncode, done.stdout) == (125, "")
     assert done.stderr == (
         "azexec: this machine has no docker0 bridge with an IPv4 address; "
@@ -298,10 +295,7 @@ def test_docker_without_a_docker0_bridge_is_one_line_and_125() -> None:
 def test_the_listener_is_said_even_with_quiet() -> None:
     """-q silences warnings and notes, not where the token is served beyond loopback."""
     with Network(guests=0) as network:
-        argv = Network.inside(network.host, [AZEXEC, "-q", "--token-env", "T", "--identity-server", "--listen"])
-        done = subprocess.run(
-            [*argv, network.address, "--", "true"], capture_output=True, text=True, env=base_env(T=TOKEN), timeout=30
-        )
+        done = _serve_in(network.host, "-q", "--listen", network.address, "--", "true")
     assert done.returncode == 0
     assert done.stderr.startswith(f"azexec: identity server listening on {network.address}:")
     assert len(done.stderr.splitlines()) == 1
@@ -311,9 +305,7 @@ def test_the_listener_is_said_even_with_quiet() -> None:
 def test_the_listen_variable_works_as_the_option() -> None:
     """AZEXEC_LISTEN with --identity-server: the server listens there, as with --listen."""
     with Network(guests=0) as network:
-        argv = Network.inside(network.host, [AZEXEC, "--token-env", "T", "--identity-server", "--", "true"])
-        env = base_env(T=TOKEN, AZEXEC_LISTEN=network.address)
-        done = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=30)
+        done = _serve_in(network.host, "--", "true", AZEXEC_LISTEN=network.address)
     assert done.returncode == 0
     assert done.stderr.startswith(f"azexec: identity server listening on {network.address}:")
 
@@ -336,14 +328,7 @@ def test_docker_elsewhere_than_linux_says_what_to_do(monkeypatch: pytest.MonkeyP
 def test_an_address_not_of_this_machine_is_one_line_and_125() -> None:
     """--listen 10.213.0.99, which no interface has: one line, 125, COMMAND never runs."""
     with Network(guests=0) as network:
-        argv = Network.inside(network.host, [AZEXEC, "--token-env", "T", "--identity-server", "--listen"])
-        done = subprocess.run(
-            [*argv, "10.213.0.99", "--", "sh", "-c", "echo ran"],
-            capture_output=True,
-            text=True,
-            env=base_env(T=TOKEN),
-            timeout=30,
-        )
+        done = _serve_in(network.host, "--listen", "10.213.0.99", "--", "sh", "-c", "echo ran")
     assert (done.returncode, done.stdout) == (125, "")
     assert done.stderr == (
         "azexec: the identity server cannot listen on 10.213.0.99: Cannot assign requested address; "
@@ -356,13 +341,17 @@ def test_dry_run_shows_the_advertised_endpoint_and_the_address() -> None:
     """--dry-run --listen docker in a namespace with a docker0: host.docker.internal and docker0's address."""
     with Network(guests=0) as network:
         _docker0(network.host, "172.31.0.1")
-        argv = Network.inside(network.host, [AZEXEC, "--token-env", "T", "--identity-server", "--listen", "docker"])
-        argv += ["--dry-run", "--json", "--", "true"]
-        done = subprocess.run(argv, capture_output=True, text=True, env=base_env(T=TOKEN), timeout=30)
+        done = _serve_in(network.host, "--listen", "docker", "--dry-run", "--json", "--", "true")
     assert done.returncode == 0, done.stderr
     report: dict[str, Any] = json.loads(done.stdout)
     assert report["before_command"] == ["listen on 172.31.0.1:<port>, for clients given host.docker.internal:<port>"]
     assert report["variables"]["IDENTITY_ENDPOINT"]["value"] == "http://host.docker.internal:<port>/<random path>"
+
+
+def _serve_in(namespace: str, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """Run azexec --token-env T --identity-server ARGS in NAMESPACE's network, T holding TOKEN, plus ENV."""
+    argv = Network.inside(namespace, [AZEXEC, "--token-env", "T", "--identity-server", *args])
+    return subprocess.run(argv, capture_output=True, text=True, env=base_env(T=TOKEN, **env), timeout=30)
 
 
 def _docker0(namespace: str, address: str) -> None:
