@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 from azexec.ids import is_guid
@@ -22,23 +23,29 @@ DEFAULT_RESOURCE = "https://management.core.windows.net/"
 
 #: The longest resource a client may ask for; real ones are a URI or a GUID, well under this.
 MAX_RESOURCE = 512
+#: The grammar of a resource that is a URI: https:// or api://, a host (letters, digits, dots, hyphens), an
+#: optional port, and a path of letters, digits and `- . _ / : % @ + , =`. Nothing a shell treats specially
+#: (quotes, whitespace, backslash, $ ` ; | & < > ( ) { } [ ] * ? ! # ~): a token command may be a shell snippet.
+#: A pattern, not a compiled object: compiled on first use (re caches it), not at start-up.
+_URI = r"(?i:https|api)://[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?(?::[0-9]{1,5})?(?:/[A-Za-z0-9._/%:@+,=-]*)?"
+#: The rule, as a refusal states it.
+RULE = (
+    "a resource must be an https:// or api:// URI of letters, digits and - . _ / : % @ + , = "
+    "(no quotes, spaces or shell characters), or an application ID (a GUID)"
+)
 
 
 def invalid(resource: str) -> str | None:
     """Say why RESOURCE is not one a client may ask for, or None when it is.
 
-    It reaches a token command as an argument: only an absolute https:// or
-    api:// URI with a host, or a GUID; no whitespace or control characters,
-    nothing that starts with "-" (it would be an option).
+    It reaches a token command as an argument, and as text inside a shell snippet
+    (`sh -c '… {resource}'`): only the strict grammar of _URI, or a GUID, passes.
     """
     if len(resource) > MAX_RESOURCE:
         return f"the resource is longer than {MAX_RESOURCE} characters"
-    if not all("!" <= char <= "~" for char in resource):
-        return "the resource holds whitespace, a control or a non-ASCII character"
-    scheme, sep, rest = resource.partition("://")
-    if is_guid(resource) or (sep and scheme.lower() in ("https", "api") and rest.split("/", 1)[0]):
+    if is_guid(resource) or re.fullmatch(_URI, resource):
         return None
-    return "the resource must be an https:// or api:// URI, or an application ID (a GUID)"
+    return RULE
 
 
 def normalize(resource: str) -> str:

@@ -44,6 +44,9 @@ class Terminal(NamedTuple):
 
 #: In an argument of --token-cmd, replaced by the resource a token is wanted for.
 RESOURCE_PLACEHOLDER = "{resource}"
+#: Set for every token command to the resource a token is wanted for: a shell snippet quotes it
+#: (`sh -c '… --resource "$AZEXEC_RESOURCE"'`) instead of having text put into its code.
+RESOURCE_VAR = "AZEXEC_RESOURCE"
 #: Words that mean something only to a shell: a --token-cmd holding one needs `sh -c`.
 SHELL_OPERATORS = frozenset({"|", "||", "&&", ";", "&", ">", ">>", "<", "2>", "2>&1", "|&"})
 
@@ -60,10 +63,23 @@ def split(command: str, resource: str, *, label: str = "--token-cmd") -> list[st
     if needs_shell:
         raise UsageError(
             f"{label} uses shell syntax ({show(needs_shell[0])}), but it runs without a shell",
-            f"wrap it in a shell: {label} \"sh -c '…'\"",
+            f"wrap it in a shell, the resource quoted from the environment: "
+            f'{label} "sh -c \'… \\"\\${RESOURCE_VAR}\\" …\'"',
         )
+    if takes_resource(command):
+        # Checked here too, whoever asks: the resource may land inside a shell snippet (sh -c '… {resource}').
+        from azexec.resources import invalid
+
+        problem = invalid(resource)
+        if problem is not None:
+            raise TokenSourceError(f"{label}: {show(resource)} is not a resource it may be run for", problem)
     # A word starting with ~ is a home directory, as a shell would make it.
     return [os.path.expanduser(arg).replace(RESOURCE_PLACEHOLDER, resource) for arg in argv]
+
+
+def environment(resource: str) -> dict[str, str]:
+    """Return a token command's environment: azexec's, and the resource it is run for in RESOURCE_VAR."""
+    return {**os.environ, RESOURCE_VAR: resource}
 
 
 def _substitutions(command: str) -> list[str]:
@@ -93,8 +109,8 @@ def _shell_words(command: str) -> list[str]:
 
 
 def takes_resource(command: str) -> bool:
-    """Tell whether COMMAND asks for the resource through {resource}."""
-    return RESOURCE_PLACEHOLDER in command
+    """Tell whether COMMAND asks for the resource: through {resource}, or by naming RESOURCE_VAR."""
+    return RESOURCE_PLACEHOLDER in command or RESOURCE_VAR in command
 
 
 def run(command: str, timeout: float, resource: str, *, label: str) -> bytes:
@@ -106,7 +122,7 @@ def run(command: str, timeout: float, resource: str, *, label: str) -> bytes:
     terminal = _foreground_terminal()
     try:
         with _stopping_raises(), _in_foreground(terminal):
-            return _run(argv, _Named(label, show(argv[0])), terminal, timeout)
+            return _run(argv, environment(resource), _Named(label, show(argv[0])), terminal, timeout)
     finally:
         if terminal is not None:
             os.close(terminal.fd)
@@ -119,13 +135,14 @@ class _Named(NamedTuple):
     program: str
 
 
-def _run(argv: list[str], name: _Named, terminal: Terminal | None, timeout: float) -> bytes:
+def _run(argv: list[str], env: dict[str, str], name: _Named, terminal: Terminal | None, timeout: float) -> bytes:
     blocked = signals("stop")
     # Held off until the pid is known, so a signal can always kill what was started.
     original_mask = signal.pthread_sigmask(signal.SIG_BLOCK, blocked)
     try:
         proc = subprocess.Popen(
             argv,
+            env=env,
             # A prompt for a password or PIN needs the terminal; otherwise the
             # command must not eat input meant for COMMAND.
             stdin=None if terminal is not None and terminal.is_stdin else subprocess.DEVNULL,
@@ -410,7 +427,7 @@ def run_detached(command: str, timeout: float, resource: str, *, label: str, job
         pid = os.posix_spawnp(
             argv[0],
             argv,
-            os.environ,
+            environment(resource),
             file_actions=[
                 (os.POSIX_SPAWN_DUP2, devnull, 0),
                 (os.POSIX_SPAWN_DUP2, out_write, 1),

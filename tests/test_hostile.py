@@ -1,0 +1,198 @@
+"""Hostile requests and answers: a resource never reaches a shell, nothing parsed from outside ends in a traceback.
+
+Whoever holds IDENTITY_HEADER (COMMAND's children; every container given it under
+--listen) chooses the resource a token command is run for, and a token command may
+be a shell snippet (`sh -c '…'`, as --token-cmd's own usage error advises). These
+tests run a real `sh -c` template and send every character a shell treats
+specially, through each protocol the identity server speaks.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import NamedTuple
+from urllib.parse import quote, urlsplit
+
+import pytest
+from helpers import MINT, TENANT, claims_of, held, make_token, start_part, write_private
+
+from azexec import resources, sources
+from azexec.parts.identity import IdentityServer
+
+TOKEN = make_token(lifetime=7200)
+VAULT = "https://vault.azure.net"
+
+#: Characters a POSIX shell treats specially, each inside an otherwise good resource.
+SHELL_CHARACTERS = [
+    "$", "`", ";", "|", "&", "<", ">", "(", ")", "{", "}", "[", "]", "*", "?", "!", "#", "~",
+    "'", '"', "\\", " ", "\t", "\n",
+]  # fmt: skip
+
+
+def _payloads(marker: Path) -> dict[str, str]:
+    """Resources that, put into `sh -c '… {resource} …'`, would create MARKER: the attacks the issue names."""
+    touch = f"touch${{IFS}}{marker}"
+    return {
+        "$( )": f"{VAULT}/$({touch})",
+        "backquotes": f"{VAULT}/`{touch}`",
+        "semicolon": f"{VAULT}/;{touch}",
+        "pipe": f"{VAULT}/|{touch}",
+        "ampersand": f"{VAULT}/&{touch}",
+        "redirection": f"{VAULT}/>{marker}",
+        "quote break": f"{VAULT}/';{touch};'",
+        "newline": f"{VAULT}/\n{touch}",
+        **{f"{char!r}": f"{VAULT}/a{char}b" for char in SHELL_CHARACTERS},
+    }
+
+
+class Shelled(NamedTuple):
+    """An identity server whose token command is a shell snippet, and what COMMAND was told."""
+
+    part: IdentityServer
+    env: dict[str, str]
+    count: Path
+    marker: Path
+
+
+def _shell_snippet(tmp_path: Path, argument: str) -> str:
+    """A --token-cmd that runs MINT through sh -c, with ARGUMENT where the resource goes."""
+    script = write_private(tmp_path / "mint.py", MINT)
+    return f"sh -c 'exec {sys.executable} {script} {argument} {tmp_path / 'count'} 3600 60'"
+
+
+@pytest.fixture(params=["{resource}", '"$AZEXEC_RESOURCE"'], ids=["text substitution", "environment"])
+def shelled(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Shelled]:
+    """A started server whose token command is `sh -c '… {resource} …'` or `sh -c '… "$AZEXEC_RESOURCE" …'`."""
+    command = sources.Command(_shell_snippet(tmp_path, request.param), timeout=30, label="--token-cmd")
+    part = IdentityServer(held(TOKEN, source=command), tenant=TENANT, subscription=None)
+    env = start_part(part)
+    part.offer_legacy()  # the 2017 protocol too, as --az-login offers it to an older az
+    try:
+        yield Shelled(part, env, tmp_path / "count", tmp_path / "pwned")
+    finally:
+        part.stop(0)
+
+
+def _ask(shelled: Shelled, protocol: str, resource: str) -> tuple[int, dict[str, str]]:
+    """Ask for RESOURCE through PROTOCOL as its clients do; return the status and the JSON body."""
+    server = shelled.part.server
+    assert server is not None
+    query = f"?api-version=2019-08-01&resource={quote(resource, safe='')}"
+    if protocol == "App Service":
+        url, headers = shelled.env["IDENTITY_ENDPOINT"], {"X-IDENTITY-HEADER": shelled.env["IDENTITY_HEADER"]}
+    elif protocol == "IMDS":
+        url, headers = shelled.env["ARM_MSI_ENDPOINT"], {"Metadata": "true"}
+    else:
+        url, headers = server.base + server.legacy.path + "/", {"secret": server.legacy.secret}
+        query = query.replace("2019-08-01", "2017-09-01")
+    parts = urlsplit(url)
+    connection = http.client.HTTPConnection("127.0.0.1", parts.port, timeout=30)
+    try:
+        connection.request("GET", parts.path + query, headers=headers)
+        response = connection.getresponse()
+        return response.status, json.loads(response.read())
+    finally:
+        connection.close()
+
+
+PROTOCOLS = ["App Service", "IMDS", "App Service 2017"]
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_no_resource_with_a_shell_character_reaches_a_shell_snippet(shelled: Shelled, protocol: str) -> None:
+    """Every shell metacharacter, and each attack built of them: a 400 naming the rule; the command never runs."""
+    for name, resource in _payloads(shelled.marker).items():
+        status, body = _ask(shelled, protocol, resource)
+        assert status == 400, (name, body)
+        assert "no quotes, spaces or shell characters" in body["message"], (name, body)
+    assert not shelled.marker.exists()
+    assert not shelled.count.exists()
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_a_shell_snippet_serves_a_good_resource(shelled: Shelled, protocol: str) -> None:
+    """The same snippet, asked for Key Vault: it runs once, for Key Vault, and the token is served."""
+    status, body = _ask(shelled, protocol, VAULT)
+    assert status == 200, body
+    assert claims_of(body["access_token"])["aud"] == VAULT
+    assert shelled.count.read_text() == VAULT + "\n"
+
+
+GOOD = [
+    "https://management.azure.com/",
+    "https://management.core.windows.net/",
+    "HTTPS://Management.Azure.COM/.default",
+    "https://management.azure.com:443/",
+    "https://vault.azure.net",
+    "https://storage.azure.com/.default",
+    "https://database.windows.net//.default",
+    "https://ossrdbms-aad.database.windows.net",
+    "https://cognitiveservices.azure.com/.default",
+    "https://graph.microsoft.com/",
+    "api://contoso.example/app-1",
+    "api://11111111-2222-4333-8444-555555555555/.default",
+    "797f4846-ba00-4fd7-ba43-dac1f8f63013",
+    "https://contoso.example/a_b/c%20d/e@f+g,h=i:j",
+]
+
+
+@pytest.mark.parametrize("resource", GOOD)
+def test_the_grammar_takes_every_real_resource(resource: str) -> None:
+    """Azure's resources and scopes, app ID URIs and GUIDs pass."""
+    assert resources.invalid(resource) is None
+
+
+BAD = [
+    "http://vault.azure.net",
+    "ftp://vault.azure.net",
+    "https://",
+    "https://-vault.azure.net",
+    "https://vault.azure.net:99999999/",
+    "https://user:pw@vault.azure.net",
+    "https://vault.azure.net/?x=1",
+    "https://vault.azure.net/#x",
+    "https://vault.azure.net/\u00e9",
+    "vault",
+    "-o tsv",
+    "{11111111-2222-4333-8444-555555555555}",
+]
+
+
+@pytest.mark.parametrize("resource", BAD)
+def test_the_grammar_refuses_anything_else(resource: str) -> None:
+    """Another scheme, no host, a bad host or port, a query, a fragment, non-ASCII, a word, an option."""
+    assert resources.invalid(resource) == resources.RULE
+
+
+def test_a_token_command_refuses_a_bad_resource_whoever_asks() -> None:
+    """The check stands in tokencmd too: an --audience typed with shell characters never reaches sh -c."""
+    from azexec.errors import TokenSourceError
+    from azexec.tokencmd import split
+
+    with pytest.raises(TokenSourceError, match="is not a resource it may be run for"):
+        split("sh -c 'echo {resource}'", f"{VAULT}/;id")
+
+
+def test_the_resource_reaches_every_token_command_in_its_environment(tmp_path: Path) -> None:
+    """AZEXEC_RESOURCE holds the resource, for the first run too (the default: what az asks for)."""
+    command = sources.Command(f"sh -c 'printf %s \"$AZEXEC_RESOURCE\" > {tmp_path / 'seen'}; exit 1'", timeout=30,
+                              label="--token-cmd")  # fmt: skip
+    with pytest.raises(Exception, match="exited with status 1"):
+        command.read()
+    assert (tmp_path / "seen").read_text() == resources.DEFAULT_RESOURCE
+    assert command.per_resource()
+
+
+def test_the_usage_error_shows_the_environment_form() -> None:
+    """Shell syntax without sh -c: the hint wraps it in sh -c and quotes "$AZEXEC_RESOURCE"."""
+    from azexec.errors import UsageError
+    from azexec.tokencmd import split
+
+    with pytest.raises(UsageError) as caught:
+        split("az account get-access-token --resource {resource} | jq -r .accessToken", "r")
+    assert caught.value.hint is not None
+    assert """--token-cmd "sh -c '… \\"\\$AZEXEC_RESOURCE\\" …'\"""" in caught.value.hint
