@@ -26,6 +26,10 @@ DOCKER_BRIDGE = "docker0"
 DOCKER_HOST_NAME = "host.docker.internal"
 #: The default listener.
 LOOPBACK = "127.0.0.1"
+#: Every network's broadcast address: Linux lets TCP bind it, and nothing can connect to it.
+LIMITED_BROADCAST = ipaddress.IPv4Address("255.255.255.255")
+#: Where Linux shows its routing tables, each local broadcast address marked BROADCAST.
+_FIB_TRIE = "/proc/net/fib_trie"
 
 #: Linux's ioctl asking an interface's IPv4 address (linux/sockios.h); an ifreq is 40 bytes on 64-bit Linux.
 _SIOCGIFADDR = 0x8915
@@ -66,8 +70,10 @@ def check_address(text: str) -> str | None:
     mapped = getattr(address, "ipv4_mapped", None)
     if address.is_unspecified or (mapped is not None and mapped.is_unspecified):
         return "is a wildcard address, which would serve the token on every network; name one address"
-    if address.is_multicast:
+    if address.is_multicast or (mapped is not None and mapped.is_multicast):
         return "is a multicast address; name an address of this machine"
+    if LIMITED_BROADCAST in (address, mapped):
+        return "is the broadcast address, which no client can connect to; name an address of this machine"
     return None
 
 
@@ -86,8 +92,33 @@ def check_name(text: str) -> str | None:
 
 
 def resolve(address: str) -> str:
-    """Return the IP address to bind for ADDRESS, as URLs and Host headers spell it: DOCKER becomes docker0's."""
-    return docker_bridge() if address == DOCKER else canonical(address)
+    """Return the IP address to bind for ADDRESS, as URLs and Host headers spell it: DOCKER becomes docker0's.
+
+    A subnet's broadcast address (172.17.255.255) is this machine's to bind on Linux, and useless: refused.
+    """
+    if address == DOCKER:
+        return docker_bridge()
+    bound = canonical(address)
+    if _subnet_broadcast(bound):
+        raise PartFailed(
+            f"--listen {bound} is a broadcast address of this machine, which no client can connect to",
+            "name the interface's own address (ip -4 addr shows it)",
+        )
+    return bound
+
+
+def _subnet_broadcast(address: str) -> bool:
+    """Tell whether ADDRESS is a local broadcast address, as Linux's routing table says; elsewhere, False."""
+    if ":" in address:
+        return False
+    try:
+        with open(_FIB_TRIE, encoding="ascii", errors="replace") as table:
+            text = table.read(16 << 20)
+    except OSError:
+        return False
+    # "|-- 10.213.0.255" then its routes, one "/32 link BROADCAST" among them.
+    found = re.search(rf"\|-- {re.escape(address)}\n(?:[ \t]+/\d+ [^\n]*\n)*?[ \t]+/\d+ \w+ BROADCAST\b", text)
+    return found is not None
 
 
 def docker_bridge() -> str:

@@ -43,12 +43,15 @@ REPORT_AND_WAIT = [
         ("::", False),
         ("::ffff:0.0.0.0", False),
         ("224.0.0.1", False),
+        ("::ffff:224.0.0.1", False),
+        ("255.255.255.255", False),
+        ("::ffff:255.255.255.255", False),
         ("docker0", False),
         ("", False),
     ],
 )
 def test_listen_takes_docker_or_one_address_never_a_wildcard(address: str, fine: bool) -> None:
-    """--listen's address: the word docker or one IP address; a wildcard or a multicast address is refused."""
+    """--listen's address: the word docker or one IP address; a wildcard, multicast or broadcast address is refused."""
     assert (check_address(address) is None) is fine
 
 
@@ -333,6 +336,26 @@ def test_an_address_not_of_this_machine_is_one_line_and_125() -> None:
     assert done.stderr == (
         "azexec: the identity server cannot listen on 10.213.0.99: Cannot assign requested address; "
         "name an address of this machine\n"
+    )
+
+
+def test_the_broadcast_address_is_a_usage_error() -> None:
+    """--listen 255.255.255.255, which Linux lets TCP bind: exit 2, one line, COMMAND never runs."""
+    done = run("--token-env", "T", "--identity-server", "--listen", "255.255.255.255", "--", "sh", "-c", "echo ran",
+               env=base_env(T=TOKEN))  # fmt: skip
+    assert (done.returncode, done.stdout) == (2, "")
+    assert "is the broadcast address, which no client can connect to" in done.stderr
+
+
+@pytest.mark.linux_only
+def test_a_subnets_broadcast_address_is_one_line_and_125() -> None:
+    """--listen 10.213.0.255, the bridge's broadcast address (bindable on Linux, unreachable): 125, COMMAND never runs."""
+    with Network(guests=0) as network:
+        done = _serve_in(network.host, "--listen", "10.213.0.255", "--", "sh", "-c", "echo ran")
+    assert (done.returncode, done.stdout) == (125, "")
+    assert done.stderr == (
+        "azexec: --listen 10.213.0.255 is a broadcast address of this machine, which no client can connect to; "
+        "name the interface's own address (ip -4 addr shows it)\n"
     )
 
 
