@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
@@ -349,7 +350,7 @@ def test_the_broadcast_address_is_a_usage_error() -> None:
 
 @pytest.mark.linux_only
 def test_a_subnets_broadcast_address_is_one_line_and_125() -> None:
-    """--listen 10.213.0.255, the bridge's broadcast address (bindable on Linux, unreachable): 125, COMMAND never runs."""
+    """--listen 10.213.0.255, the bridge's broadcast address (Linux binds it; nothing reaches it): 125, no COMMAND."""
     with Network(guests=0) as network:
         done = _serve_in(network.host, "--listen", "10.213.0.255", "--", "sh", "-c", "echo ran")
     assert (done.returncode, done.stdout) == (125, "")
@@ -383,3 +384,94 @@ def _docker0(namespace: str, address: str) -> None:
 
     ip("-n", namespace, "link", "add", "docker0", "type", "bridge")
     ip("-n", namespace, "addr", "add", f"{address}/16", "dev", "docker0")
+
+
+# With a proxy set: every client must reach the endpoint directly, never through the proxy.
+
+#: A proxy that records the request line of whatever reaches it and answers 400 (a 5xx would make SDKs retry).
+#: Prints its port; bounded: 60 s at most, each connection 5 s.
+RECORDING_PROXY = """
+import socket, sys, time
+server = socket.socket()
+server.bind(("127.0.0.1", 0))
+server.listen(8)
+server.settimeout(0.5)
+print(server.getsockname()[1], flush=True)
+deadline = time.monotonic() + 60
+with open(sys.argv[1], "a") as record:
+    while time.monotonic() < deadline:
+        try:
+            connection, _ = server.accept()
+        except TimeoutError:
+            continue
+        with connection:
+            connection.settimeout(5)
+            head = b""
+            try:
+                while b"\\r\\n\\r\\n" not in head and len(head) < 65536:
+                    chunk = connection.recv(4096)
+                    if not chunk:
+                        break
+                    head += chunk
+                record.write(head.split(b"\\r\\n", 1)[0].decode("latin-1") + "\\n")
+                record.flush()
+                body = b'{"error": "proxied"}'
+                connection.sendall(b"HTTP/1.1 400 Bad Request\\r\\nContent-Type: application/json\\r\\n"
+                                   b"Content-Length: %d\\r\\nConnection: close\\r\\n\\r\\n%s" % (len(body), body))
+            except OSError:
+                pass
+"""
+
+#: The real Python SDK as COMMAND: ManagedIdentityCredential (azure-core over requests, which honours the proxy
+#: variables); prints the sha256 of the token it got.
+SDK_CLIENT = """
+import hashlib
+from azure.identity import ManagedIdentityCredential
+token = ManagedIdentityCredential().get_token("https://management.azure.com/.default")
+print(hashlib.sha256(token.token.encode()).hexdigest())
+"""
+
+#: The names the namespace's clients resolve (bound over /etc/hosts in a private mount namespace).
+HOSTS = "127.0.0.1 localhost host.docker.internal\n::1 localhost\n10.213.0.1 gateway.test\n"
+
+
+@pytest.mark.linux_only
+@pytest.mark.parametrize(
+    "listener",
+    [
+        ["--listen", "127.0.0.2"],
+        ["--listen", "::1"],
+        ["--listen", "10.213.0.1", "--advertise", "gateway.test"],
+        ["--listen", "127.0.0.1", "--advertise", "host.docker.internal"],
+    ],
+    ids=["another loopback address", "IPv6 loopback", "advertised name", "Docker Desktop's form"],
+)
+def test_a_proxy_never_sees_a_request_for_the_endpoint(tmp_path: Path, listener: list[str]) -> None:
+    """HTTP_PROXY set: the real SDK gets the token straight from the endpoint, as advertised; the proxy sees nothing."""
+    import hashlib
+    import sys
+
+    hosts = tmp_path / "hosts"
+    hosts.write_text(HOSTS)
+    record = tmp_path / "proxied"
+    record.touch()
+    with Network(guests=0) as network:
+        proxy_argv = Network.inside(network.host, [sys.executable, "-c", RECORDING_PROXY, str(record)])
+        with subprocess.Popen(proxy_argv, stdout=subprocess.PIPE, text=True) as proxy:
+            try:
+                assert proxy.stdout is not None
+                proxy_url = f"http://127.0.0.1:{proxy.stdout.readline().strip()}"
+                env = {k: v for k, v in base_env(T=TOKEN).items() if not k.startswith(("IDENTITY_", "MSI_", "AZURE_"))}
+                env.update(HTTP_PROXY=proxy_url, http_proxy=proxy_url, HTTPS_PROXY=proxy_url, NO_PROXY="")
+                env["PYTHONDONTWRITEBYTECODE"] = "1"
+                azexec = Network.inside(network.host, [AZEXEC, "--token-env", "T", "--identity-server", *listener])
+                command = [*azexec, "--", sys.executable, "-c", SDK_CLIENT]
+                # /etc/hosts names the advertised hosts, in a mount namespace of this run's own.
+                argv = ["unshare", "--mount", "--propagation", "private", "sh", "-c",
+                        'mount --bind "$0" /etc/hosts && exec "$@"', str(hosts), *command]  # fmt: skip
+                done = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=60, check=False)
+            finally:
+                proxy.kill()
+    assert record.read_text() == ""
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == hashlib.sha256(TOKEN.encode()).hexdigest()

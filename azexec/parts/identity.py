@@ -34,7 +34,7 @@ from urllib.parse import SplitResult, parse_qs, urlsplit
 
 from azexec import resources
 from azexec.errors import PartFailed, Refused
-from azexec.listen import LOOPBACK, Listen, resolve, url_host
+from azexec.listen import DOCKER, LOOPBACK, Listen, resolve, url_host
 from azexec.parts import Added, Context, Preview
 from azexec.parts.provider import IDENTITY_PARAMETERS, Provider
 from azexec.redact import show
@@ -371,14 +371,18 @@ class IdentityServer:
     def preview(self, env: Mapping[str, str]) -> Preview:
         """Say what COMMAND's environment would get, the endpoint's secrets as placeholders."""
         base = f"http://{url_host(self.listen.name())}:<port>"
-        added = self._variables(env, base + "/<random path>", "<random, 32 bytes>", base + "/<another random path>")
         steps: tuple[str, ...] = ()
         failure = None
+        address = None if self.listen.address == DOCKER else self.listen.address
         if self.listen.beyond_loopback():
             try:
-                steps = (f"listen on {self._where(resolve(self.listen.address), '<port>')}",)
+                address = resolve(self.listen.address)
+                steps = (f"listen on {self._where(address, '<port>')}",)
             except PartFailed as e:
                 failure = str(e)
+        added = self._variables(
+            env, base + "/<random path>", "<random, 32 bytes>", base + "/<another random path>", address
+        )
         return Preview("identity server", env=tuple(added.items()), steps=steps, failure=failure)
 
     def start(self, context: Context) -> Added:
@@ -394,7 +398,9 @@ class IdentityServer:
             # An explicit choice, said once: where, and to whom; never the path or the header.
             self.announce(f"identity server listening on {self._where(address, str(server.port))}")
         base = server.base
-        env = self._variables(context.env, base + server.app_service_path, server.header, base + server.imds_path)
+        env = self._variables(
+            context.env, base + server.app_service_path, server.header, base + server.imds_path, address
+        )
         # Serving starts now, before COMMAND: a client may ask the moment it starts.
         self.thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": POLL_SECONDS}, daemon=True)
         self.thread.start()
@@ -406,15 +412,19 @@ class IdentityServer:
         name = self.listen.advertised_name()
         return f"{where}, for clients given {url_host(name)}:{port}" if name not in (None, address) else where
 
-    def _variables(self, parent: Mapping[str, str], endpoint: str, header: str, imds: str) -> dict[str, str | None]:
-        """Return what COMMAND's environment gets (None: removed), in PARENT's environment."""
+    def _variables(
+        self, parent: Mapping[str, str], endpoint: str, header: str, imds: str, address: str | None
+    ) -> dict[str, str | None]:
+        """Return what COMMAND's environment gets (None: removed), in PARENT's environment.
+
+        ADDRESS is the one listened on (None: not known yet, docker0's in a preview).
+        """
         env: dict[str, str | None] = dict.fromkeys((*OTHER_PROTOCOLS, *OTHER_CREDENTIALS))
         env["IDENTITY_ENDPOINT"] = endpoint
         env["IDENTITY_HEADER"] = header
         # Clients read one spelling or the other (az and Python the lower case first): both get the union.
         given = [entry.strip() for name in ("NO_PROXY", "no_proxy") for entry in parent.get(name, "").split(",")]
-        ours = [LOOPBACK, "localhost"] if not self.listen.beyond_loopback() else [self.listen.name()]
-        bypass = ",".join(dict.fromkeys(entry for entry in [*given, *ours] if entry))
+        bypass = ",".join(dict.fromkeys(entry for entry in [*given, *self._unproxied(address)] if entry))
         env["NO_PROXY"] = env["no_proxy"] = bypass
         # Always: a parent's AZURE_TOKEN_CREDENTIALS=dev would make DefaultAzureCredential skip the server.
         env["AZURE_TOKEN_CREDENTIALS"] = "ManagedIdentityCredential"  # noqa: S105 - a credential's name
@@ -424,6 +434,15 @@ class IdentityServer:
         env["ARM_TENANT_ID"] = self.tenant
         env["ARM_SUBSCRIPTION_ID"] = self.subscription
         return env
+
+    def _unproxied(self, address: str | None) -> list[str]:
+        """Return what NO_PROXY must name so that no client sends a request (its header, its path) to a proxy:
+        the host clients are given and the address listened on, an IPv6 one bare (Python, Go) and bracketed
+        (node's URL.hostname)."""
+        hosts = [self.listen.name(), *([address] if address else [])]
+        if LOOPBACK in hosts:
+            hosts.append("localhost")
+        return [spelling for host in hosts for spelling in ((host, f"[{host}]") if ":" in host else (host,))]
 
     def offer_legacy(self) -> dict[str, str]:
         """Start serving the 2017-09-01 protocol (for --az-login's az login); return the variables that find it."""
