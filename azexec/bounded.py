@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from azexec.errors import TokenSourceError
 
@@ -48,3 +49,40 @@ def read_fd(fd: int, origin: str) -> bytes:
         if not chunk:
             return gathered.data()
         gathered.add(chunk)
+
+
+#: JSON from outside nests no deeper than this: a token document is 1 deep, Resource Manager's listing 4.
+MAX_JSON_DEPTH = 32
+
+
+class TooDeep(ValueError):
+    """Raised when JSON from outside nests deeper than MAX_JSON_DEPTH."""
+
+
+def load_json(data: bytes | str, *, limit: int = MAX_SOURCE_BYTES) -> Any:
+    """Parse DATA, JSON from outside azexec, refusing more than LIMIT bytes or MAX_JSON_DEPTH levels.
+
+    Raise ValueError (TooDeep for the depth) for anything but a bounded, valid document. json's
+    decoder is linear, and stops a deep one at the interpreter's recursion limit with RecursionError,
+    which becomes TooDeep here; the depth of what it returns is then counted without recursion.
+    """
+    import json
+
+    if len(data) > limit:
+        raise ValueError(f"more than {limit} bytes")
+    try:
+        document = json.loads(data)
+    except RecursionError:
+        raise TooDeep("nested too deeply") from None
+    level: list[Any] = [document]
+    for _ in range(MAX_JSON_DEPTH):
+        level = [child for node in level for child in _children(node)]
+        if not level:
+            return document
+    raise TooDeep(f"nested deeper than {MAX_JSON_DEPTH} levels")
+
+
+def _children(node: Any) -> list[Any]:
+    """Return the arrays and objects directly inside NODE."""
+    values = node.values() if isinstance(node, dict) else node if isinstance(node, list) else ()
+    return [value for value in values if isinstance(value, (dict, list))]

@@ -250,9 +250,11 @@ def _parse_json(text: str, origin: str) -> Credential:
     """Take the token, subscription and tenant from a JSON token document."""
     import json
 
+    from azexec.bounded import TooDeep, load_json
+
     try:
-        document = json.loads(text)
-    except RecursionError:
+        document = load_json(text)
+    except TooDeep:
         raise TokenSourceError(f"{origin} holds JSON nested too deeply", _KEYS_HINT) from None
     except ValueError as e:
         where = f" (line {e.lineno}, column {e.colno})" if isinstance(e, json.JSONDecodeError) else ""
@@ -366,10 +368,10 @@ def _edit(line: bytearray, chunk: bytes) -> bool:
 
 def _closed(text: bytearray) -> bool:
     """Tell whether TEXT is a whole JSON document (pasted JSON ends when its braces close)."""
-    import json
+    from azexec.bounded import load_json
 
     try:
-        json.loads(text)
+        load_json(bytes(text))
     except ValueError:
         return False
     return True

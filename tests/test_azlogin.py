@@ -50,6 +50,8 @@ class FakeArm:
 
     def __init__(self, certificate: Path, key: Path) -> None:
         self.requests: list[dict[str, str]] = []
+        #: Raw bodies answered to the first listings of subscriptions, in order (a hostile Resource Manager).
+        self.first_listings: list[bytes] = []
         arm = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -63,6 +65,8 @@ class FakeArm:
                 else:
                     body = {"error": {"code": "NotFound", "message": "not faked"}}
                 data = json.dumps(body).encode()
+                if path == "/subscriptions" and arm.first_listings:
+                    data = arm.first_listings.pop(0)
                 self.send_response(200 if "error" not in body else 404)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))
@@ -631,6 +635,26 @@ def test_azexec_writes_the_profile_az_login_and_account_set_write(az_env: dict[s
     assert list(fast.glob("commands/*login*")) == []  # … and the fast path did not
     for name in ("azureProfile.json", "clouds.config"):
         assert (fast / name).read_bytes() == (by_az / name).read_bytes(), name
+
+
+# azexec's own listing is the same whatever az runs after it: the newest release stands for all.
+@pytest.mark.parametrize("az_version", [AZ_VERSIONS[0]])
+@pytest.mark.parametrize(
+    "listing",
+    [b'{"value": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", b'{"value": [' + b"{" * 50 + b"}" * 50 + b"]}"],
+    ids=["100 000 deep", "50 deep"],
+)
+def test_a_hostile_listing_leaves_the_login_to_az(
+    az_env: dict[str, str], arm: FakeArm, tmp_path: Path, listing: bytes
+) -> None:
+    """Resource Manager answers azexec's listing with JSON nested too deep: no traceback; az logs in as before."""
+    arm.first_listings.append(listing)
+    path = token_file(tmp_path, make_token())
+    result = run("--az-login", "--token-file", str(path), "--", "az", "group", "list", env=az_env, timeout=180)
+    assert result.returncode == 0, explain(result)
+    assert "Traceback" not in result.stderr
+    assert [group["name"] for group in json.loads(result.stdout)] == ["rg-fake"]
+    assert arm.first_listings == []
 
 
 @pytest.mark.parametrize("kind", ["a file", "a FIFO"])

@@ -75,6 +75,16 @@ def test_anything_but_one_whole_well_formed_page_leaves_the_login_to_az(status: 
     assert azprofile.parse_listing(status, json.dumps(answer).encode()) is None
 
 
+@pytest.mark.parametrize(
+    "body",
+    [b'{"value": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", b'{"value": [' + b'{"a":' * 40 + b"1" + b"}" * 40 + b"]}"],
+    ids=["deeper than the interpreter's stack", "deeper than a listing can be"],
+)
+def test_a_listing_nested_too_deep_leaves_the_login_to_az(body: bytes) -> None:
+    """No RecursionError: JSON from Resource Manager is bounded in depth, as in size."""
+    assert azprofile.parse_listing(200, body) is None
+
+
 def test_a_proxy_leaves_the_login_to_az() -> None:
     assert azprofile.list_subscriptions(FAKE, "token", {"HTTPS_PROXY": "http://proxy:3128"}, 5) is None
 

@@ -236,11 +236,11 @@ class AzLogin:
 
     def _version(self, path: str, env: dict[str, str]) -> str | None:
         """Ask az for its release (az version); None when it cannot say."""
-        import json
+        from azexec.bounded import load_json
 
         status, out, _ = self._run(path, ["version", "--output", "json"], env, note="")
         try:
-            version = json.loads(out)["azure-cli"] if status == 0 else None
+            version = load_json(out)["azure-cli"] if status == 0 else None
         except (ValueError, KeyError, TypeError):
             return None
         return version if isinstance(version, str) and _RELEASE.fullmatch(version) else None

@@ -134,11 +134,13 @@ def list_subscriptions(cloud: Cloud, token: str, env: Mapping[str, str], timeout
 
 def parse_listing(status: int, body: bytes) -> list[dict[str, Any]] | None:
     """Return the subscriptions in Resource Manager's answer; None for anything but one whole, well-formed page."""
-    if status != 200 or len(body) > MAX_ANSWER:
+    from azexec.bounded import load_json
+
+    if status != 200:
         return None
     try:
-        answer = json.loads(body)
-    except ValueError:
+        answer = load_json(body, limit=MAX_ANSWER)
+    except ValueError:  # malformed, too large or too deep: az logs in itself
         return None
     if not isinstance(answer, dict) or answer.get("nextLink") or not isinstance(answer.get("value"), list):
         return None
