@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import re
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,7 +19,7 @@ from typing import NamedTuple
 from urllib.parse import quote, urlsplit
 
 import pytest
-from helpers import MINT, TENANT, claims_of, held, make_token, start_part, write_private
+from helpers import MINT, TENANT, base_env, claims_of, explain, held, make_token, run, start_part, write_private
 
 from azexec import resources, sources
 from azexec.parts.identity import IdentityServer
@@ -196,3 +197,40 @@ def test_the_usage_error_shows_the_environment_form() -> None:
         split("az account get-access-token --resource {resource} | jq -r .accessToken", "r")
     assert caught.value.hint is not None
     assert """--token-cmd "sh -c '… \\"\\$AZEXEC_RESOURCE\\" …'\"""" in caught.value.hint
+
+
+# --mask hides every secret azexec hands out, not only tokens.
+
+
+def test_mask_hides_the_header_and_the_secret_paths() -> None:
+    """`echo $IDENTITY_HEADER $IDENTITY_ENDPOINT $ARM_MSI_ENDPOINT` under --mask: the header and both paths masked."""
+    script = 'echo "$IDENTITY_HEADER" "$IDENTITY_ENDPOINT" "$ARM_MSI_ENDPOINT"'
+    done = run("-q", "--mask", "--identity-server", "--token-env", "T", "--", "sh", "-c", script,
+               env=base_env(T=TOKEN))  # fmt: skip
+    assert done.returncode == 0, explain(done)
+    assert re.fullmatch(r"\*\*\* http://127\.0\.0\.1:\d+/\*\*\* http://127\.0\.0\.1:\d+/\*\*\*\n", done.stdout), (
+        done.stdout
+    )
+
+
+def test_mask_hides_the_2017_protocols_path_and_secret() -> None:
+    """What --az-login offers an older az (MSI_ENDPOINT, MSI_SECRET) is masked too."""
+    import signal
+    from types import MappingProxyType
+
+    from azexec.parts import Context, Secrets
+
+    secrets = Secrets()
+
+    def fail(error: Exception) -> None:
+        raise AssertionError(error)
+
+    part = IdentityServer(held(TOKEN), tenant=TENANT, subscription=None)
+    mask = frozenset(signal.pthread_sigmask(signal.SIG_BLOCK, set()))
+    part.start(Context(MappingProxyType({}), mask, (), fail, secrets))
+    try:
+        offered = part.offer_legacy()
+    finally:
+        part.stop(0)
+    said = f"{offered['MSI_ENDPOINT']} {offered['MSI_SECRET']}".encode()
+    assert re.fullmatch(rb"http://127\.0\.0\.1:\d+/\*\*\* \*\*\*", secrets.mask(said)), said

@@ -37,7 +37,7 @@ from azexec.errors import PartFailed, Refused
 from azexec.listen import DOCKER, LOOPBACK, Listen, resolve, url_host
 from azexec.parts import Added, Context, Preview
 from azexec.parts.provider import IDENTITY_PARAMETERS, Provider
-from azexec.redact import show
+from azexec.redact import Secret, show
 from azexec.token import Accepted
 
 #: Variables that would make a client pick another managed-identity protocol.
@@ -129,6 +129,11 @@ class Server(ThreadingHTTPServer):
         self.slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
         #: Set when COMMAND has exited: nothing more is answered.
         self.stopping = threading.Event()
+
+    def secrets(self) -> tuple[str, ...]:
+        """Return what a client must hold to be served: the header, and the random part of each path."""
+        paths = (self.app_service_path, self.imds_path, self.legacy.path)
+        return (self.header, self.legacy.secret, *(path.lstrip("/") for path in paths))
 
     def server_bind(self) -> None:
         """Bind without HTTPServer's reverse lookup of the address (seconds, on a machine with no DNS)."""
@@ -394,6 +399,11 @@ class IdentityServer:
         except OSError as e:
             hint = "name an address of this machine" if address != LOOPBACK else None
             raise PartFailed(f"the identity server cannot listen on {address}: {e.strerror or e}", hint) from None
+        # Every secret handed out is masked (--mask, token commands' stderr) as the tokens are: the header,
+        # the paths (the IMDS endpoint's only secret is its path; terraform's debug log prints the URL), and the
+        # 2017 protocol's path and secret, should --az-login offer it.
+        for value in server.secrets():
+            context.secrets.add(Secret(value, "the identity server"))
         if self.listen.beyond_loopback():
             # An explicit choice, said once: where, and to whom; never the path or the header.
             self.announce(f"identity server listening on {self._where(address, str(server.port))}")
