@@ -319,6 +319,7 @@ def cli(
         audiences=audiences,
         verify=not no_verify,
         require_arm=az_login,
+        mask=mask,
         from_environment=from_environment,
     )
     warn = _ignore if quiet else _warn

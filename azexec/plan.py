@@ -32,6 +32,8 @@ class Request(NamedTuple):
     verify: bool
     #: --az-login: the token must be for Azure Resource Manager (az login asks for nothing else).
     require_arm: bool
+    #: --mask: a token command's stderr in a log is masked too.
+    mask: bool
     #: Options whose value came from an AZEXEC_* variable, by parameter name: messages name the variable.
     from_environment: frozenset[str]
 
@@ -92,7 +94,7 @@ SOURCES: dict[str, SourceFactory] = {
     "token_stdin": lambda _, request, environ: sources.Stdin(request.label("token_stdin")),
     "token_file": _file,
     "token_cmd": lambda command, request, environ: sources.Command(
-        command, timeout=request.token_cmd_timeout, label=request.label("token_cmd")
+        command, timeout=request.token_cmd_timeout, label=request.label("token_cmd"), mask_stderr=request.mask
     ),
     "token_env": lambda name, request, environ: sources.Variable(name, environ, label=request.label("token_env")),
 }

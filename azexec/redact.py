@@ -113,6 +113,13 @@ def scrub(message: str, known: tuple[str, ...] = ()) -> str:
     return escape_lines(message)
 
 
+def mask_bytes(data: bytes, known: tuple[bytes, ...] = ()) -> bytes:
+    """Return DATA with every KNOWN secret, then anything in it shaped like a token, replaced by REPLACEMENT."""
+    for value in sorted(filter(None, known), key=len, reverse=True):
+        data = data.replace(value, REPLACEMENT)
+    return re.sub(f"{_JWT}|{_DOTTED}".encode(), REPLACEMENT, data)
+
+
 def escape_lines(message: str) -> str:
     """Escape MESSAGE but keep its line breaks (click's usage text has several lines)."""
     return "\n".join(escape(line) for line in message.split("\n"))

@@ -148,10 +148,12 @@ class Variable(_Source):
 class Command(_Source):
     """A command run without a shell (vault, pass, op, az); {resource} in it asks for any resource."""
 
-    def __init__(self, command: str, *, timeout: float, label: str) -> None:
+    def __init__(self, command: str, *, timeout: float, label: str, mask_stderr: bool = False) -> None:
         self.command = command
         self.timeout = timeout
         self.origin = label
+        #: --mask: its stderr in a log is passed on with the token masked (see tokencmd.run).
+        self.mask_stderr = mask_stderr
 
     def rereadable(self) -> bool:
         return True
@@ -170,8 +172,14 @@ class Command(_Source):
 
         asked = resource or DEFAULT_RESOURCE
         if jobs is None:
-            data = tokencmd.run(self.command, self.timeout, asked, label=self.origin)
-            return parse(decode(data, self.origin), self.origin)
+            ran = tokencmd.run(self.command, self.timeout, asked, label=self.origin, mask_stderr=self.mask_stderr)
+            try:
+                credential = parse(decode(ran.output, self.origin), self.origin)
+            except TokenSourceError:
+                tokencmd.pass_on(ran.errors, ran.output.strip())
+                raise
+            tokencmd.pass_on(ran.errors, credential.token.reveal().encode() if credential.token else b"")
+            return credential
         data, errors = tokencmd.run_detached(self.command, self.timeout, asked, label=self.origin, jobs=jobs)
         try:
             credential = parse(decode(data, self.origin), self.origin)

@@ -113,19 +113,39 @@ def takes_resource(command: str) -> bool:
     return RESOURCE_PLACEHOLDER in command or RESOURCE_VAR in command
 
 
-def run(command: str, timeout: float, resource: str, *, label: str) -> bytes:
+class Ran(NamedTuple):
+    """What a token command printed."""
+
+    output: bytes
+    #: Its stderr, held back to be passed on masked (see run()); None when it went straight to the user.
+    errors: bytes | None = None
+
+
+def run(command: str, timeout: float, resource: str, *, label: str, mask_stderr: bool = False) -> Ran:
     """Run COMMAND, in the foreground, and return its stdout; its stderr goes straight to the user.
 
-    LABEL names the command as the user gave it (--token-cmd, AZEXEC_TOKEN_CMD).
+    LABEL names the command as the user gave it (--token-cmd, AZEXEC_TOKEN_CMD). With MASK_STDERR
+    (--mask) and a stderr that is no terminal (a CI log), its stderr is held back instead: the caller
+    passes it on with pass_on() once it knows the token; on a failure it is passed on here, anything
+    shaped like a token masked. At a terminal it is never held back: a prompt must show at once.
     """
     argv = split(command, resource, label=label)
     terminal = _foreground_terminal()
+    capture = mask_stderr and not os.isatty(2)
     try:
         with _stopping_raises(), _in_foreground(terminal):
-            return _run(argv, environment(resource), _Named(label, show(argv[0])), terminal, timeout)
+            return _run(argv, environment(resource), _Named(label, show(argv[0])), terminal, timeout, capture)
     finally:
         if terminal is not None:
             os.close(terminal.fd)
+
+
+def pass_on(errors: bytes | None, *known: bytes) -> None:
+    """Write a token command's held-back stderr to azexec's, every KNOWN secret and anything token-shaped masked."""
+    from azexec.redact import mask_bytes
+
+    if errors:
+        _write_stderr(mask_bytes(errors, known))
 
 
 class _Named(NamedTuple):
@@ -135,7 +155,9 @@ class _Named(NamedTuple):
     program: str
 
 
-def _run(argv: list[str], env: dict[str, str], name: _Named, terminal: Terminal | None, timeout: float) -> bytes:
+def _run(
+    argv: list[str], env: dict[str, str], name: _Named, terminal: Terminal | None, timeout: float, capture: bool
+) -> Ran:
     blocked = signals("stop")
     # Held off until the pid is known, so a signal can always kill what was started.
     original_mask = signal.pthread_sigmask(signal.SIG_BLOCK, blocked)
@@ -147,6 +169,7 @@ def _run(argv: list[str], env: dict[str, str], name: _Named, terminal: Terminal 
             # command must not eat input meant for COMMAND.
             stdin=None if terminal is not None and terminal.is_stdin else subprocess.DEVNULL,
             stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE if capture else None,
             preexec_fn=lambda: _become_job(terminal, original_mask),  # azexec has no threads yet
         )
     except BaseException as e:
@@ -156,27 +179,34 @@ def _run(argv: list[str], env: dict[str, str], name: _Named, terminal: Terminal 
         raise
 
     assert proc.stdout is not None
+    errors = bytearray()
     try:
         if terminal is not None:
             _give_terminal(terminal.fd, proc.pid)  # as shells do, from both sides
         # A signal held off since before the spawn is acted on here, and kills the group.
         signal.pthread_sigmask(signal.SIG_UNBLOCK, blocked)
-        output, status = _collect(proc, name, terminal, timeout)
+        output, status = _collect(proc, name, terminal, timeout, errors)
     except BaseException:
         _kill_group(proc)
+        pass_on(bytes(errors))
         raise
     finally:
         proc.stdout.close()
+        if proc.stderr is not None:
+            proc.stderr.close()
     # Whatever it left running in its group goes too: nothing outlives azexec.
     with contextlib.suppress(OSError):
         os.killpg(proc.pid, signal.SIGKILL)
+    if status != 0:
+        # What it printed is no token it would stand by, but may be one: masked with the rest.
+        pass_on(bytes(errors), output.strip())
     if terminal is not None and status in (-signal.SIGINT, INTERRUPTED_STATUS):
         # The user pressed Ctrl-C at its prompt: stop as a plain program would,
         # so that a shell loop or `make -k` stops too.
         raise Terminated(signal.SIGINT)
     if status != 0:
         raise _failed(name, status, "see its messages above")
-    return output
+    return Ran(output, bytes(errors) if capture else None)
 
 
 class _Wakeup:
@@ -198,14 +228,16 @@ class _Wakeup:
 
 
 def _collect(
-    proc: subprocess.Popen[bytes], name: _Named, terminal: Terminal | None, timeout: float
+    proc: subprocess.Popen[bytes], name: _Named, terminal: Terminal | None, timeout: float, errors: bytearray
 ) -> tuple[bytes, int]:
     """Read the command's stdout to EOF and wait for it, within TIMEOUT and the source size limit.
 
-    Time spent stopped (Ctrl-Z) does not count against the timeout.
+    Its stderr, when piped, goes into ERRORS (the first MiB). Time spent stopped (Ctrl-Z) does not
+    count against the timeout.
     """
     assert proc.stdout is not None
     out = proc.stdout.fileno()
+    err = proc.stderr.fileno() if proc.stderr is not None else -1
     gathered = Limited(f"{name.label}'s output", "it should print the token alone")
     status: int | None = None
     deadline = time.monotonic() + timeout
@@ -218,20 +250,26 @@ def _collect(
                 if status is not None:  # exited; what still holds its stdout dies with its group
                     return gathered.data(), status
                 raise _timed_out(name, timeout)
-            watched = [wakeup] if out < 0 else [out, wakeup]
-            ready = select.select(watched, [], [], remaining)[0]
+            watched = [fd for fd in (out, err) if fd >= 0]
+            ready = select.select([*watched, wakeup], [], [], remaining)[0]
             if wakeup in ready:
                 with contextlib.suppress(BlockingIOError):
                     os.read(wakeup, 512)
                 if status is None:
                     status, deadline = _reap(proc, terminal, deadline)
-            if out in ready:
-                chunk = os.read(out, 65536)
-                if not chunk:
-                    out = -1
-                gathered.add(chunk)
-            if out < 0 and status is not None:
+            out = _read_ready(out, ready, gathered.add)
+            err = _read_ready(err, ready, lambda chunk: errors.extend(chunk[: max(0, MAX_SOURCE_BYTES - len(errors))]))
+            if out < 0 and err < 0 and status is not None:
                 return gathered.data(), status
+
+
+def _read_ready(fd: int, ready: list[int], add: Callable[[bytes], None]) -> int:
+    """Read FD when READY holds it, and hand the chunk to ADD; return FD, or -1 once it is at its end."""
+    if fd < 0 or fd not in ready:
+        return fd
+    chunk = os.read(fd, 65536)
+    add(chunk)
+    return fd if chunk else -1
 
 
 def _reap(proc: subprocess.Popen[bytes], terminal: Terminal | None, deadline: float) -> tuple[int | None, float]:

@@ -209,6 +209,7 @@ def request(**given: Any) -> Request:
         "audiences": (),
         "verify": True,
         "require_arm": False,
+        "mask": False,
         "from_environment": frozenset(),
     }
     return Request(**{**defaults, **given})

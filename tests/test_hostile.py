@@ -13,13 +13,25 @@ import http.client
 import json
 import re
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import NamedTuple
 from urllib.parse import quote, urlsplit
 
 import pytest
-from helpers import MINT, TENANT, base_env, claims_of, explain, held, make_token, run, start_part, write_private
+from helpers import (
+    MINT,
+    TENANT,
+    Terminal,
+    base_env,
+    claims_of,
+    explain,
+    held,
+    make_token,
+    run,
+    start_part,
+    write_private,
+)
 
 from azexec import resources, sources
 from azexec.parts.identity import IdentityServer
@@ -234,3 +246,47 @@ def test_mask_hides_the_2017_protocols_path_and_secret() -> None:
         part.stop(0)
     said = f"{offered['MSI_ENDPOINT']} {offered['MSI_SECRET']}".encode()
     assert re.fullmatch(rb"http://127\.0\.0\.1:\d+/\*\*\* \*\*\*", secrets.mask(said)), said
+
+
+# The first token command's stderr under --mask: masked in a log, untouched at a terminal.
+
+
+def _loud_command(tmp_path: Path, then: str) -> str:
+    """A token command that prints its token on stderr (az --debug does), then does THEN."""
+    path = write_private(tmp_path / "token", TOKEN)
+    return f"sh -c 'echo \"debug: token $(cat {path})\" >&2; {then}'"
+
+
+def test_mask_masks_the_first_token_commands_stderr_in_a_log(tmp_path: Path) -> None:
+    """--mask, stderr a pipe: what the token command says on stderr comes through, its token masked."""
+    token_cmd = _loud_command(tmp_path, f"cat {tmp_path / 'token'}")
+    done = run("--mask", "--token-cmd", token_cmd, "--", "true")
+    assert done.returncode == 0, explain(done)
+    assert "debug: token ***\n" in done.stderr
+    assert TOKEN not in done.stderr
+
+
+def test_mask_masks_a_failing_first_token_commands_stderr(tmp_path: Path) -> None:
+    """It fails after printing a token on stderr: its message comes through masked, then azexec's line; 125."""
+    done = run("--mask", "--token-cmd", _loud_command(tmp_path, "exit 3"), "--", "true")
+    assert done.returncode == 125, explain(done)
+    assert done.stderr.startswith("debug: token ***\n"), done.stderr
+    assert "--token-cmd failed: sh exited with status 3" in done.stderr
+    assert TOKEN not in done.stderr
+
+
+def test_without_mask_the_first_token_commands_stderr_passes_straight(tmp_path: Path) -> None:
+    """No --mask: its stderr is the user's own, untouched, as before."""
+    done = run("--token-cmd", _loud_command(tmp_path, f"cat {tmp_path / 'token'}"), "--", "true")
+    assert done.returncode == 0, explain(done)
+    assert f"debug: token {TOKEN}\n" in done.stderr
+
+
+def test_mask_keeps_a_prompt_at_a_terminal_as_it_was(tmp_path: Path, terminal: Callable[..., Terminal]) -> None:
+    """--mask at a terminal: the token command's prompt shows at once, before it has read anything."""
+    path = write_private(tmp_path / "token", TOKEN)
+    token_cmd = f'sh -c \'printf "PIN: " >&2; read pin; test "$pin" = 1234 && cat {path}\''
+    term = terminal(["--mask", "--token-cmd", token_cmd, "--", "true"], base_env())
+    term.expect("PIN: ")
+    term.send("1234\n")
+    assert term.finish() == 0, term.output
