@@ -33,23 +33,7 @@ def as_dict(
     secret; JSON escapes control characters itself.
     """
     now = time.time() if now is None else now
-    env = env or {}
-
-    def variable(value: sources.Sourced | None) -> dict[str, Any] | None:
-        return {"value": show(value.value), "source": value.origin} if value is not None else None
-
-    variables = {
-        sources.TOKEN_VAR: {"value": fingerprint(plan.token.reveal()), "source": plan.token.origin},
-        sources.SUBSCRIPTION_VAR: variable(plan.subscription),
-        sources.TENANT_VAR: variable(plan.tenant),
-    }
-    removed = [show(name) for name in plan.removed]
-    for part in parts:
-        for name, value in part.env:
-            if value is not None:
-                variables[name] = {"value": show(value), "source": f"the {part.name}"}
-            elif name in env:
-                removed.append(name)
+    variables, removed = _variables(plan, parts, env or {})
     status = found.status if found else None
     # A COMMAND that cannot run fails first (127, 126); else a part that would fail ends the run with 125.
     failure = next((part.failure for part in parts if part.failure), None) if status is None else None
@@ -67,6 +51,29 @@ def as_dict(
         "warnings": [*plan.warnings, *plan.expiring],
         "notes": list(notes),
     }
+
+
+def _variables(
+    plan: Plan, parts: Sequence[Preview], env: Mapping[str, str]
+) -> tuple[dict[str, dict[str, Any] | None], list[str]]:
+    """Return what COMMAND's environment would get (each value redacted, with its source), and what it would lose."""
+
+    def variable(value: sources.Sourced | None) -> dict[str, Any] | None:
+        return {"value": show(value.value), "source": value.origin} if value is not None else None
+
+    variables = {
+        sources.TOKEN_VAR: {"value": fingerprint(plan.token.reveal()), "source": plan.token.origin},
+        sources.SUBSCRIPTION_VAR: variable(plan.subscription),
+        sources.TENANT_VAR: variable(plan.tenant),
+    }
+    removed = [show(name) for name in plan.removed]
+    for part in parts:
+        for name, value in part.env:
+            if value is not None:
+                variables[name] = {"value": show(value), "source": f"the {part.name}"}
+            elif name in env:
+                removed.append(name)
+    return variables, removed
 
 
 def as_json(plan: Plan, argv: Sequence[str], found: Found | None, now: float | None = None, **how: Any) -> str:

@@ -24,14 +24,10 @@ from azexec.bounded import MAX_SOURCE_BYTES, Limited
 from azexec.errors import Terminated, TokenSourceError, UsageError
 from azexec.process import signals
 from azexec.redact import STDIN_HINT, show
+from azexec.runner import LINGER_SECONDS
 
 #: A shell's status for a program that ended on Ctrl-C (bash's `read`, many CLIs).
 INTERRUPTED_STATUS = 128 + signal.SIGINT
-#: After the command exits, how long its stdout may stay open: a background job it left
-#: (`sh -c '(sleep 30 &); vault …'`) holds it, and is killed with the command's group.
-LINGER_SECONDS = 0.5
-#: While COMMAND runs no SIGCHLD reaches a thread: a running token command is polled this often.
-POLL_SECONDS = 0.02
 
 
 class Terminal(NamedTuple):
@@ -447,95 +443,49 @@ def run_detached(command: str, timeout: float, resource: str, *, label: str, job
     """Run COMMAND for RESOURCE while COMMAND (azexec's) runs: no terminal, no stdin, any thread.
 
     It runs in a process group of its own, tracked by JOBS while it runs, with
-    the caller's signal mask. Return its stdout and its stderr, which the caller
+    the caller's signal mask, within TIMEOUT (and its step's deadline, when run
+    for one: runner.Step). Return its stdout and its stderr, which the caller
     passes on through JOBS once it knows the token to mask in it (on a failure
     it is passed on here).
     """
+    from azexec import runner
+
     argv = split(command, resource, label=label)
     name = _Named(label, show(argv[0]))
-    out_read, out_write = os.pipe()
-    err_read, err_write = os.pipe()
-    devnull = os.open(os.devnull, os.O_RDONLY)
-    # Spawned and tracked under JOBS' lock: stop() cannot run between the two (and let azexec exit,
-    # leaving this command behind), and after stop() nothing is spawned.
-    jobs.lock.acquire()
-    try:
-        if jobs.stopped:
+    output = Limited(f"{label}'s output", "it should print the token alone")
+
+    tracked: list[int] = []
+
+    def track(pid: int) -> None:
+        # Tracked under JOBS' lock, checked again: stop() cannot run between the spawn and this (and let azexec
+        # exit, leaving the command behind); after stop(), what was started is killed at once.
+        with jobs.lock:
+            stopped = jobs.stopped
+            jobs.groups.add(pid)
+            tracked.append(pid)
+        if stopped:
             raise TokenSourceError(f"{label}: azexec is stopping", "COMMAND has exited")
-        pid = os.posix_spawnp(
-            argv[0],
+
+    if jobs.stopped:
+        raise TokenSourceError(f"{label}: azexec is stopping", "COMMAND has exited")
+    try:
+        reaped = runner.run(
             argv,
             environment(resource),
-            file_actions=[
-                (os.POSIX_SPAWN_DUP2, devnull, 0),
-                (os.POSIX_SPAWN_DUP2, out_write, 1),
-                (os.POSIX_SPAWN_DUP2, err_write, 2),
-            ],
-            setpgroup=0,
-            setsigmask=jobs.caller_mask,
-            setsigdef=signals("reset"),
+            timeout,
+            sigmask=jobs.caller_mask,
+            sigdef=sorted(signals("reset")),
+            take=output.add,
+            started=track,
         )
-        jobs.groups.add(pid)
-    except (OSError, ValueError, TokenSourceError) as e:
-        os.close(out_read)
-        os.close(err_read)
-        raise e if isinstance(e, TokenSourceError) else _spawn_failed(name, e) from None
+    except (OSError, ValueError) as e:
+        raise _spawn_failed(name, e) from None
     finally:
-        jobs.lock.release()
-        for fd in (out_write, err_write, devnull):
-            os.close(fd)
-    try:
-        output, errors, status = _gather(pid, out_read, err_read, name, timeout)
-    finally:
-        with contextlib.suppress(OSError):
-            os.killpg(pid, signal.SIGKILL)
-        with contextlib.suppress(ChildProcessError):
-            os.waitpid(pid, 0)
-        jobs.discard(pid)
-        os.close(out_read)
-        os.close(err_read)
-    if status != 0:
-        jobs.stderr(errors)
-        raise _failed(name, status, "see its messages on azexec's stderr")
-    return output, errors
-
-
-def _gather(pid: int, out: int, err: int, name: _Named, timeout: float) -> tuple[bytes, bytes, int]:
-    """Read PID's stdout and stderr until it has exited (and LINGER_SECONDS more for EOF), within TIMEOUT."""
-    streams = _Streams(out, err, Limited(f"{name.label}'s output", "it should print the token alone"))
-    deadline = time.monotonic() + timeout
-    status: int | None = None
-    while status is None or streams.open:
-        if status is None:
-            done, wait_status = os.waitpid(pid, os.WNOHANG)
-            if done == pid:
-                status = os.waitstatus_to_exitcode(wait_status)
-                deadline = min(deadline, time.monotonic() + LINGER_SECONDS)
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            if status is not None:  # exited; what still holds its stdout dies with its group
-                break
-            raise _timed_out(name, timeout)
-        streams.read(min(remaining, POLL_SECONDS))
-    return streams.output.data(), bytes(streams.errors), status
-
-
-class _Streams:
-    """A token command's stdout (bounded: it is the token) and stderr (the first MiB kept)."""
-
-    def __init__(self, out: int, err: int, output: Limited) -> None:
-        self.out = out
-        self.open = [out, err]
-        self.output = output
-        self.errors = bytearray()
-
-    def read(self, wait: float) -> None:
-        """Read what is ready within WAIT seconds."""
-        for fd in select.select(self.open, [], [], wait)[0]:
-            chunk = os.read(fd, 65536)
-            if not chunk:
-                self.open.remove(fd)
-            elif fd == self.out:
-                self.output.add(chunk)
-            else:
-                self.errors += chunk[: max(0, MAX_SOURCE_BYTES - len(self.errors))]
+        for pid in tracked:
+            jobs.discard(pid)
+    if reaped.status is None:
+        raise _timed_out(name, runner.budget(timeout)[1])
+    if reaped.status != 0:
+        jobs.stderr(reaped.stderr)
+        raise _failed(name, reaped.status, "see its messages on azexec's stderr")
+    return reaped.stdout, reaped.stderr

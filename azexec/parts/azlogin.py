@@ -18,17 +18,14 @@ import contextlib
 import os
 import re
 import shutil
-import signal
 import stat
 import tempfile
-import threading
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
-from azexec.errors import AzLoginError, Refused, Terminated
+from azexec import runner
+from azexec.errors import AzLoginError, Refused
 from azexec.parts import Added, Context, Preview, Say, azprofile
-from azexec.process import signals, take_signal_within
 from azexec.program import which
 from azexec.redact import show
 
@@ -116,11 +113,20 @@ class AzLogin:
         found = which("az", context.env)
         if found.path is None or found.status is not None:
             raise AzLoginError("--az-login: az is not on COMMAND's PATH", "install the Azure CLI, or drop --az-login")
-        self.directory = directory = tempfile.mkdtemp(prefix="azexec-az-", dir=private_parent(context.env))  # 0700
+        self.directory = tempfile.mkdtemp(prefix="azexec-az-", dir=private_parent(context.env))  # 0700
+        # One deadline for the whole login (listing, the token command run for it, az login, az account set),
+        # and the stop signals end it at once: stop() then removes the directory.
+        with runner.Step(self.timeout):
+            return self._log_in(found.path, context)
+
+    def _log_in(self, az: str, context: Context) -> Added:
+        """Log az in, in the private directory: write its profile, or run az login (and az account set)."""
+        directory = self.directory
+        assert directory is not None, "made by start()"
         added = {"AZURE_CONFIG_DIR": directory, **self._copy_settings(context.env, directory)}
         base = {name: value for name, value in context.env.items() if name not in NEUTRALISED}
         removed: dict[str, str | None] = dict.fromkeys(NEUTRALISED)
-        release = azprofile.az_release(found.path)
+        release = azprofile.az_release(az)
         if release is not None and OLDEST_AZ <= release <= NEWEST_AZ and self._write_profile(base, directory):
             # az before 2.73.0 speaks only App Service's 2017 protocol: known old, so offered for COMMAND.
             legacy = self.server.offer_legacy() if release < FIRST_MSAL_AZ else {}
@@ -130,12 +136,12 @@ class AzLogin:
         # COMMAND only if az used it (a newer az takes IDENTITY_ENDPOINT, and never sees it again).
         legacy = self.server.offer_legacy()
         az_env = {**base, **added, **legacy, "TMPDIR": directory}
-        self._az(found.path, ["login", "--identity", "--allow-no-subscriptions", "--output", "none"], az_env)
+        self._az(az, ["login", "--identity", "--allow-no-subscriptions", "--output", "none"], az_env)
         if not self.server.keep_legacy():
             az_env = {**base, **added, "TMPDIR": directory}
             legacy = {}
         if self.subscription:
-            self._az(found.path, ["account", "set", "--subscription", self.subscription, "--output", "none"], az_env)
+            self._az(az, ["account", "set", "--subscription", self.subscription, "--output", "none"], az_env)
         return Added(env=tuple({**removed, **added, **legacy}.items()))
 
     def _write_profile(self, env: Mapping[str, str], directory: str) -> bool:
@@ -145,12 +151,17 @@ class AzLogin:
             return False
         try:
             held = self.server.provider.get(azprofile.ARM_RESOURCE)
-        except Refused:
+        except Refused as e:
+            self._in_time(f"--az-login: {e}")
             return False
         tenant = held.claims.tenant if held.claims is not None else None
         if tenant is None:
             return False
         listed = azprofile.list_subscriptions(cloud, held.token.reveal(), env, self.timeout)
+        self._in_time(
+            f"--az-login: Resource Manager's list of subscriptions did not come within {self.timeout:g}s",
+            "check that Azure Resource Manager answers (and any proxy); raise --token-cmd-timeout",
+        )
         text = (
             None
             if listed is None
@@ -166,6 +177,11 @@ class AzLogin:
             os.unlink(os.path.join(directory, "clouds.config"))
         _write_private(os.path.join(directory, "clouds.config"), clouds)
         return True
+
+    def _in_time(self, message: str, hint: str | None = None) -> None:
+        """Fail with MESSAGE when the login's deadline has passed: az login would be killed at once."""
+        if runner.budget(self.timeout)[0] <= 0:
+            raise AzLoginError(message, hint)
 
     def _copy_settings(self, env: Mapping[str, str], directory: str) -> dict[str, str]:
         """Copy the user's settings into DIRECTORY so that nothing az does leaves it; return variables to set.
@@ -246,53 +262,14 @@ class AzLogin:
         return version if isinstance(version, str) and _RELEASE.fullmatch(version) else None
 
     def _run(self, path: str, args: list[str], env: dict[str, str], *, note: str) -> tuple[int | None, bytes, bytes]:
-        """Run az ARGS in a process group of its own; return its status (None: killed at the deadline),
-        its stdout (at most 1 MiB) and its stderr (the same); NOTE at a terminal after NOTE_SECONDS."""
-        read_out, write_out = os.pipe()
-        read_err, write_err = os.pipe()
-        devnull = os.open(os.devnull, os.O_RDWR)
+        """Run az ARGS in a process group of its own, within what is left of the login's deadline; return its
+        status (None: killed at the deadline), its stdout and its stderr; NOTE at a terminal after NOTE_SECONDS."""
+        noting = runner.Note(NOTE_SECONDS, self.note, note) if note else None
         try:
-            pid = os.posix_spawn(
-                path,
-                ["az", *args],
-                env,
-                file_actions=[
-                    (os.POSIX_SPAWN_DUP2, devnull, 0),
-                    (os.POSIX_SPAWN_DUP2, write_out, 1),
-                    (os.POSIX_SPAWN_DUP2, write_err, 2),
-                ],
-                setsigmask=self.mask,
-                setpgroup=0,
-            )
+            reaped = runner.run(["az", *args], env, self.timeout, path=path, sigmask=self.mask, note=noting)
         except OSError as e:
-            os.close(read_out)
-            os.close(read_err)
             raise AzLoginError(f"--az-login: cannot run az: {e.strerror}", "check the az installation") from None
-        finally:
-            os.close(write_out)
-            os.close(write_err)
-            os.close(devnull)
-        output: list[bytes] = []
-        errors: list[bytes] = []
-        readers = [
-            threading.Thread(target=_drain, args=(read_out, output), daemon=True),
-            threading.Thread(target=_drain, args=(read_err, errors), daemon=True),
-        ]
-        for reader in readers:
-            reader.start()
-        noted: list[bool] = []
-
-        def noting() -> None:
-            if note:
-                noted.append(True)
-                self.note(note)
-
-        status = _wait(pid, self.timeout, noting)
-        if noted:
-            self.note("")  # clear it: az is done
-        for reader in readers:
-            reader.join()
-        return status, b"".join(output), b"".join(errors)
+        return reaped.status, reaped.stdout, reaped.stderr
 
 
 #: The az releases --az-login is tested with (tests/test_azlogin.py: AZ_VERSIONS): the oldest and the newest.
@@ -364,43 +341,3 @@ def _write_private(path: str, text: str) -> None:
     """Write TEXT to PATH, a new file only its owner can read."""
     with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600), "w", encoding="utf-8") as f:
         f.write(text)
-
-
-def _drain(fd: int, into: list[bytes]) -> None:
-    """Read FD to EOF into INTO (az's stderr), keeping at most 1 MiB."""
-    size = 0
-    try:
-        while chunk := os.read(fd, 65536):
-            if size < 1 << 20:
-                into.append(chunk)
-                size += len(chunk)
-    finally:
-        os.close(fd)
-
-
-def _wait(pid: int, timeout: float, note: Callable[[], None]) -> int | None:
-    """Wait for az, at most TIMEOUT (then kill its group and return None); NOTE once after NOTE_SECONDS.
-
-    A stop signal (blocked in resident mode, so taken here) kills az's group first, then ends azexec.
-    """
-    # The stopping signals that resident mode blocks (it forwards them), so that they can be taken here.
-    stopping = signals("stop") & signals("forward")
-    started = time.monotonic()
-    noted = False
-    while True:
-        taken = take_signal_within(stopping | {signal.SIGCHLD}, 0.25)
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done == pid:
-            return os.waitstatus_to_exitcode(status)
-        waited = time.monotonic() - started
-        stop = taken is not None and taken[0] in stopping
-        if stop or waited > timeout:
-            with contextlib.suppress(OSError):
-                os.killpg(pid, signal.SIGKILL)
-            os.waitpid(pid, 0)
-            if taken is not None and stop:
-                raise Terminated(taken[0])
-            return None
-        if not noted and waited > NOTE_SECONDS:
-            noted = True
-            note()

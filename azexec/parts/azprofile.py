@@ -105,24 +105,38 @@ def az_release(az: str) -> tuple[int, ...] | None:
 
 
 def list_subscriptions(cloud: Cloud, token: str, env: Mapping[str, str], timeout: float) -> list[dict[str, Any]] | None:
-    """Ask CLOUD's Resource Manager for the subscriptions TOKEN sees; None on any failure or surprise."""
+    """Ask CLOUD's Resource Manager for the subscriptions TOKEN sees; None on any failure or surprise.
+
+    The whole call ends within TIMEOUT (its step's deadline at most), however slowly the answer trickles
+    in; a stop signal ends it at once (runner.Step).
+    """
     import http.client
     import ssl
+    import time
     from urllib.parse import urlsplit
+
+    from azexec import runner
 
     if any(env.get(name) for name in PROXIES):
         return None
     target = urlsplit(cloud.resource_manager)
     if target.scheme != "https" or not target.hostname:
         return None
+    allowed, _ = runner.budget(timeout)
+    if allowed <= 0:
+        return None
+    deadline = time.monotonic() + allowed
     # The CA bundle az itself would use for its requests, when one is named.
     cafile = env.get("REQUESTS_CA_BUNDLE") or env.get("CURL_CA_BUNDLE") or None
     try:
         context = ssl.create_default_context(cafile=cafile)
-        connection = http.client.HTTPSConnection(target.hostname, target.port, timeout=timeout, context=context)
+        connection = http.client.HTTPSConnection(target.hostname, target.port, timeout=allowed, context=context)
         try:
             path = f"{target.path.rstrip('/')}/subscriptions?api-version={API_VERSION}"
             connection.request("GET", path, headers={"Authorization": f"Bearer {token}", "Accept": "application/json"})
+            if connection.sock is None:  # pragma: no cover - request() connects
+                return None
+            connection.sock = runner.Deadlined(connection.sock, deadline)
             response = connection.getresponse()
             body = response.read(MAX_ANSWER + 1)
         finally:

@@ -38,6 +38,7 @@ from azexec.listen import DOCKER, LOOPBACK, Listen, resolve, url_host
 from azexec.parts import Added, Context, Preview
 from azexec.parts.provider import IDENTITY_PARAMETERS, Provider
 from azexec.redact import Secret, show
+from azexec.runner import DeadlineReader
 from azexec.token import Accepted
 
 #: Variables that would make a client pick another managed-identity protocol.
@@ -186,24 +187,6 @@ class LegacyOffer:
         }
 
 
-class _HeadReader(io.RawIOBase):
-    """A connection's bytes, each read within what is left of the deadline the handler sets for a request head."""
-
-    def __init__(self, connection: socket.socket) -> None:
-        self.connection = connection
-        self.deadline = 0.0
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        remaining = self.deadline - time.monotonic()
-        if remaining <= 0:
-            raise TimeoutError("the request head took too long")
-        self.connection.settimeout(remaining)
-        return self.connection.recv_into(buffer)
-
-
 class Handler(BaseHTTPRequestHandler):
     """Answer one client; every answer is JSON."""
 
@@ -219,7 +202,7 @@ class Handler(BaseHTTPRequestHandler):
     def setup(self) -> None:
         """Read the request through a deadline (a byte every second must not keep a thread forever)."""
         super().setup()
-        self.head = _HeadReader(self.connection)
+        self.head = DeadlineReader(self.connection)
         self.rfile = io.BufferedReader(self.head)
 
     def handle_one_request(self) -> None:
