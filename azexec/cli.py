@@ -15,8 +15,7 @@ import click
 from azexec.errors import AzexecError, UsageError
 
 if TYPE_CHECKING:  # click 8.5 made ParamType generic; older releases cannot subscript it
-    from azexec.launch import Modes
-    from azexec.plan import Plan
+    from azexec.plan import Plan, Request
 
     # ParamType's own parameters, where mypy can see them.
     _FloatType = click.ParamType[float, object]
@@ -252,29 +251,7 @@ MAX_DURATION = 7 * 24 * 3600.0
 @option("-q", "--quiet", is_flag=True, group=OUTPUT, help="Print no warnings or notes.")
 @click.version_option(package_name="azexec", message="%(prog)s %(version)s")
 @click.argument("command", nargs=-1, type=click.UNPROCESSED, metavar="[--] COMMAND [ARG]...")
-def cli(
-    token_stdin: bool,
-    token_file: str | None,
-    token_cmd: str | None,
-    token_cmd_timeout: float,
-    token_env: str | None,
-    env_files: tuple[str, ...],
-    subscription: str | None,
-    tenant: str | None,
-    min_validity: float | None,
-    audiences: tuple[str, ...],
-    no_exec: bool,
-    mask: bool,
-    identity_server: bool,
-    listen: str | None,
-    advertise: str | None,
-    az_login: bool,
-    no_verify: bool,
-    dry_run: bool,
-    as_json: bool,
-    quiet: bool,
-    command: tuple[str, ...],
-) -> None:
+def cli(**params: Any) -> None:
     """Run COMMAND with an Azure access token in its environment only.
 
     azexec reads the token from one source, checks it (decoded, not verified:
@@ -296,89 +273,30 @@ def cli(
       azexec --identity-server --env-file azure.env -- python deploy.py
       az account get-access-token -o json | azexec --az-login --token-stdin -- az account show
     """
-    from azexec import launch, plan
+    from azexec import launch
+    from azexec.plan import Request, prepare
 
-    from_environment = _from_environment()
-    # AZEXEC_JSON=1 set once for all runs must not break the runs that report nothing.
-    if as_json and not dry_run and "as_json" not in from_environment:
-        raise click.UsageError("--json goes with --dry-run")
-    listen, advertise = _listener(
-        listen, advertise, identity_server=identity_server, az_login=az_login, from_environment=from_environment
-    )
-    argv = list(command) or ([] if dry_run else _shell())
-    request = plan.Request(
-        token_stdin=token_stdin,
-        token_file=token_file,
-        token_cmd=token_cmd,
-        token_cmd_timeout=token_cmd_timeout,
-        token_env=token_env,
-        env_files=env_files,
-        subscription=subscription,
-        tenant=tenant,
-        min_validity=min_validity,
-        audiences=audiences,
-        verify=not no_verify,
-        require_arm=az_login,
-        mask=mask,
-        from_environment=from_environment,
-    )
-    warn = _ignore if quiet else _warn
     with _exit_status():
-        checked = plan.prepare(request, os.environ)
+        request = Request.from_params(params, _from_environment())
+        argv = list(request.command) or ([] if request.dry_run else _shell())
+        plan = prepare(request, os.environ)
+        warn = _ignore if request.quiet else _warn
         # A token the identity server will replace does not expire for COMMAND: nothing to warn of.
-        refreshed = (identity_server or az_login) and checked.source.rereadable()
-        for warning in checked.warnings if refreshed else (*checked.warnings, *checked.expiring):
+        refreshed = request.serving() and plan.source.rereadable()
+        for warning in plan.warnings if refreshed else (*plan.warnings, *plan.expiring):
             warn(warning)
-        if _is_az(argv) and not (identity_server or az_login) and not dry_run:
+        if _is_az(argv) and not request.serving() and not request.dry_run:
             warn(AZ_NOTE)
-        env = launch.child_environment(os.environ, checked.variables(), checked.removed)
-        modes = launch.Modes(
-            stay=no_exec,
-            mask=mask,
-            identity_server=identity_server,
-            listen=listen,
-            advertise=advertise,
-            az_login=az_login,
-            helper_timeout=token_cmd_timeout,
-        )
-        if dry_run:
-            _report(checked, argv, env, as_json, modes)
+        env = launch.child_environment(os.environ, plan.variables(), plan.removed)
+        if request.dry_run:
+            _report(plan, request, argv, env)
             return
-        if not command and not quiet:
+        if not request.command and not request.quiet:
             _echo_err(f"starting {argv[0]} with the token set; exit the shell to drop it")
         closed_fds: tuple[int, ...] = click.get_current_context().obj or ()
         # What azexec waits for, on the terminal's line, cleared when done; nothing in a log.
-        note = _terminal_note if not quiet and os.isatty(2) else _ignore
-        launch.start(argv, env, checked, modes, closed_fds=closed_fds, warn=warn, diagnose=_echo_err, note=note)
-
-
-def _listener(
-    listen: str | None,
-    advertise: str | None,
-    *,
-    identity_server: bool,
-    az_login: bool,
-    from_environment: frozenset[str],
-) -> tuple[str | None, str | None]:
-    """Return --listen and --advertise as they apply; a typed one that cannot is a usage error.
-
-    An AZEXEC_LISTEN set once for a shell applies where it can (--identity-server
-    without --az-login) and is dropped elsewhere: 127.0.0.1 is the safe side.
-    """
-    if listen is not None and not identity_server and "listen" not in from_environment:
-        raise click.UsageError("--listen goes with --identity-server")
-    if listen is not None and az_login and "listen" not in from_environment:
-        raise click.UsageError(
-            "--az-login logs this machine's az in through 127.0.0.1, so it cannot go with --listen; "
-            "in a container, run az login --identity against the same endpoint"
-        )
-    if not identity_server or az_login:
-        listen = None
-    if advertise is not None and listen is None:
-        if "advertise" not in from_environment:
-            raise click.UsageError("--advertise goes with --listen")
-        advertise = None
-    return listen, advertise
+        note = _terminal_note if not request.quiet and os.isatty(2) else _ignore
+        launch.start(argv, env, plan, request, closed_fds=closed_fds, warn=warn, diagnose=_echo_err, note=note)
 
 
 def _variable_names(incomplete: str) -> list[Any]:
@@ -410,15 +328,15 @@ def _shell() -> list[str]:
     return launch.default_shell(os.environ)
 
 
-def _report(checked: Plan, argv: list[str], env: dict[str, str], as_json: bool, modes: Modes) -> None:
+def _report(plan: Plan, request: Request, argv: list[str], env: dict[str, str]) -> None:
     """Print the --dry-run report: what would run, in which mode, with which environment."""
     from azexec import launch, program, report
 
     found = program.which(argv[0], env) if argv else None
-    notes = (AZ_NOTE,) if _is_az(argv) and not (modes.az_login or modes.identity_server) else ()
-    render = report.as_json if as_json else report.as_text
-    parts = launch.preview(checked, modes, env)
-    click.echo(render(checked, argv, found, notes=notes, resident=modes.resident(), parts=parts, env=env))
+    notes = (AZ_NOTE,) if _is_az(argv) and not request.serving() else ()
+    render = report.as_json if request.as_json else report.as_text
+    parts = launch.preview(plan, request, env)
+    click.echo(render(plan, argv, found, notes=notes, resident=request.resident(), parts=parts, env=env))
 
 
 @contextlib.contextmanager

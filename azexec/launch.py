@@ -3,36 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, NamedTuple, NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from azexec.program import BOURNE_SHELL, execute, require
 
 if TYPE_CHECKING:
     from azexec.parts import Part, Preview, Say
-    from azexec.plan import Plan
-
-
-class Modes(NamedTuple):
-    """How COMMAND runs, as the user chose: exec unless something must live beside it."""
-
-    #: --no-exec: stay as COMMAND's parent even with nothing else to do.
-    stay: bool = False
-    #: --mask: replace the token in COMMAND's output.
-    mask: bool = False
-    #: --identity-server: serve the token through a local managed-identity endpoint.
-    identity_server: bool = False
-    #: --listen: the identity server's address beyond loopback (docker, or an IP), or None: 127.0.0.1.
-    listen: str | None = None
-    #: --advertise: the host name its clients are given, or None: the default for --listen's address.
-    advertise: str | None = None
-    #: --az-login: log today's az in through the identity server, in a private directory.
-    az_login: bool = False
-    #: --token-cmd-timeout: how long a helper (az login) may take.
-    helper_timeout: float = 60.0
-
-    def resident(self) -> bool:
-        """Tell whether azexec stays as COMMAND's parent."""
-        return self.stay or self.mask or self.identity_server or self.az_login
+    from azexec.plan import Plan, Request
 
 
 def child_environment(
@@ -59,11 +36,10 @@ def default_shell(environ: Mapping[str, str]) -> list[str]:
     return [environ.get("SHELL") or BOURNE_SHELL]
 
 
-def parts(plan: Plan, modes: Modes, *, warn: Say, diagnose: Say, note: Say) -> list[Part]:
+def parts(plan: Plan, request: Request, *, warn: Say, diagnose: Say, note: Say) -> list[Part]:
     """Return the parts that live beside COMMAND, in the order they start (and the reverse of their stops)."""
     built: list[Part] = []
-    serving = modes.identity_server or modes.az_login
-    if modes.mask:
+    if request.mask:
         from azexec.parts.mask import Mask
 
         # First to start, last to stop: what COMMAND left in its pipes is passed on after the
@@ -71,7 +47,7 @@ def parts(plan: Plan, modes: Modes, *, warn: Say, diagnose: Say, note: Say) -> l
         built.append(Mask(plan.token))
     provider = None
     server = None
-    if serving:
+    if request.serving():
         from azexec.listen import Listen
         from azexec.parts.identity import IdentityServer
         from azexec.parts.provider import Provider
@@ -79,15 +55,15 @@ def parts(plan: Plan, modes: Modes, *, warn: Say, diagnose: Say, note: Say) -> l
         provider = Provider.for_plan(plan, warn=warn)
         tenant = plan.tenant.value if plan.tenant else None
         subscription = plan.subscription.value if plan.subscription else None
-        listen = Listen(modes.listen, modes.advertise) if modes.listen is not None else Listen()
+        listen = Listen(request.listen, request.advertise) if request.listen is not None else Listen()
         server = IdentityServer(provider, tenant=tenant, subscription=subscription, listen=listen, announce=diagnose)
         built.append(server)
-    if modes.az_login:
+    if request.az_login:
         from azexec.parts.azlogin import AzLogin
 
         assert server is not None, "--az-login serves through the identity server"
         subscription = plan.subscription.value if plan.subscription else None
-        built.append(AzLogin(server, subscription=subscription, timeout=modes.helper_timeout, note=note))
+        built.append(AzLogin(server, subscription=subscription, timeout=request.token_cmd_timeout, note=note))
     if plan.claims is not None:
         from azexec.parts.watch import ExpiryWatch
 
@@ -99,13 +75,13 @@ def parts(plan: Plan, modes: Modes, *, warn: Say, diagnose: Say, note: Say) -> l
     return built
 
 
-def preview(plan: Plan, modes: Modes, env: Mapping[str, str]) -> list[Preview]:
+def preview(plan: Plan, request: Request, env: Mapping[str, str]) -> list[Preview]:
     """Say what each part would do, in the order they would start, doing nothing (--dry-run)."""
-    if not modes.resident():
+    if not request.resident():
         return []
     current = dict(env)
     said: list[Preview] = []
-    for part in parts(plan, modes, warn=_silent, diagnose=_silent, note=_silent):
+    for part in parts(plan, request, warn=_silent, diagnose=_silent, note=_silent):
         said.append(part.preview(current))
         for name, value in said[-1].env:
             if value is None:
@@ -123,24 +99,24 @@ def start(
     argv: Sequence[str],
     env: Mapping[str, str],
     plan: Plan,
-    modes: Modes,
+    request: Request,
     *,
     closed_fds: tuple[int, ...],
     warn: Say,
     diagnose: Say,
     note: Say,
 ) -> NoReturn:
-    """Run ARGV: exec it, or stay as its parent with the parts MODES ask for.
+    """Run ARGV: exec it, or stay as its parent with the parts REQUEST asks for.
 
     WARN prints warnings and NOTE what azexec waits for (both silenced by -q); DIAGNOSE explains a
     failure after COMMAND exits. CLOSED_FDS are the standard descriptors the caller left closed.
     """
-    if not modes.resident():
+    if not request.resident():
         execute(argv, env)
-    if modes.az_login:
+    if request.az_login:
         # A COMMAND that cannot run fails now, not after a whole az login round trip.
         require(argv[0], env)
     from azexec import supervise
 
-    built = parts(plan, modes, warn=warn, diagnose=diagnose, note=note)
+    built = parts(plan, request, warn=warn, diagnose=diagnose, note=note)
     supervise.run(argv, env, built, closed_fds=closed_fds)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Mapping
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from azexec import ids, resources, sources
 from azexec.errors import TokenSourceError, UsageError
@@ -17,25 +17,96 @@ _OPTION_NAMES = {"env_files": "env_file", "audiences": "audience"}
 
 
 class Request(NamedTuple):
-    """What the user asked for, as parsed from the command line; every field is the CLI's to give."""
+    """What the user asked for: one field per option, named as click names its parameter, built once from them.
 
-    token_stdin: bool
-    token_file: str | None
-    token_cmd: str | None
-    token_cmd_timeout: float
-    token_env: str | None
-    env_files: tuple[str, ...]
-    subscription: str | None
-    tenant: str | None
-    min_validity: float | None
-    audiences: tuple[str, ...]
-    verify: bool
-    #: --az-login: the token must be for Azure Resource Manager (az login asks for nothing else).
-    require_arm: bool
-    #: --mask: a token command's stderr in a log is masked too.
-    mask: bool
+    Every conflict between options is checked in one place, check(); the token
+    and the files it names are checked later, by prepare().
+    """
+
+    token_stdin: bool = False
+    token_file: str | None = None
+    token_cmd: str | None = None
+    token_cmd_timeout: float = 60.0
+    token_env: str | None = None
+    env_files: tuple[str, ...] = ()
+    subscription: str | None = None
+    tenant: str | None = None
+    min_validity: float | None = None
+    audiences: tuple[str, ...] = ()
+    no_verify: bool = False
+    #: --no-exec: stay as COMMAND's parent even with nothing else to do.
+    no_exec: bool = False
+    #: --mask: replace every secret handed out in COMMAND's output (and token commands' stderr in a log).
+    mask: bool = False
+    #: --identity-server: serve the token through a local managed-identity endpoint.
+    identity_server: bool = False
+    #: --listen: the identity server's address beyond loopback (docker, or an IP), or None: 127.0.0.1.
+    listen: str | None = None
+    #: --advertise: the host name its clients are given, or None: the default for --listen's address.
+    advertise: str | None = None
+    #: --az-login: log today's az in through the identity server, in a private directory.
+    az_login: bool = False
+    dry_run: bool = False
+    as_json: bool = False
+    quiet: bool = False
+    #: COMMAND and its arguments, as given (empty: the user's shell, at a terminal).
+    command: tuple[str, ...] = ()
     #: Options whose value came from an AZEXEC_* variable, by parameter name: messages name the variable.
-    from_environment: frozenset[str]
+    from_environment: frozenset[str] = frozenset()
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any], from_environment: frozenset[str] = frozenset()) -> Request:
+        """Build the request from click's parameters, and check it."""
+        return cls(**params, from_environment=from_environment).check()
+
+    def check(self) -> Request:
+        """Refuse options that contradict each other (UsageError); return the request with every option set by
+        an AZEXEC_* variable that cannot apply here dropped (one set for a whole shell must not break a run)."""
+        request = self
+        given = given_sources(request)
+        typed = [name for name in given if name not in request.from_environment]
+        if len(typed or given) > 1:
+            first, second = (request.label(name) for name in (typed or list(given))[:2])
+            raise UsageError(f"both {first} and {second} supply an access token", "use exactly one source")
+        if request.as_json and not request.dry_run:
+            if "as_json" not in request.from_environment:
+                raise UsageError("--json goes with --dry-run")
+            request = request._replace(as_json=False)
+        return request._listener()
+
+    def _listener(self) -> Request:
+        """Check --listen and --advertise; an AZEXEC_LISTEN set for a shell applies where it can (--identity-server
+        without --az-login) and is dropped elsewhere: 127.0.0.1 is the safe side."""
+        typed = {name for name in ("listen", "advertise") if name not in self.from_environment}
+        if self.listen is not None and "listen" in typed and not self.identity_server:
+            raise UsageError("--listen goes with --identity-server")
+        if self.listen is not None and "listen" in typed and self.az_login:
+            raise UsageError(
+                "--az-login logs this machine's az in through 127.0.0.1, so it cannot go with --listen; "
+                "in a container, run az login --identity against the same endpoint"
+            )
+        listen = self.listen if self.identity_server and not self.az_login else None
+        if self.advertise is not None and listen is None and "advertise" in typed:
+            raise UsageError("--advertise goes with --listen")
+        return self._replace(listen=listen, advertise=self.advertise if listen is not None else None)
+
+    @property
+    def verify(self) -> bool:
+        """Whether the token is decoded and its claims checked (not --no-verify)."""
+        return not self.no_verify
+
+    @property
+    def require_arm(self) -> bool:
+        """Whether the token must be for Azure Resource Manager: az login asks for nothing else."""
+        return self.az_login
+
+    def serving(self) -> bool:
+        """Tell whether the identity server runs (--identity-server, or --az-login through it)."""
+        return self.identity_server or self.az_login
+
+    def resident(self) -> bool:
+        """Tell whether azexec stays as COMMAND's parent."""
+        return self.no_exec or self.mask or self.serving()
 
     def label(self, name: str) -> str:
         """Name parameter NAME (e.g. token_env) as the user gave it: --token-env or AZEXEC_TOKEN_ENV."""
@@ -114,34 +185,15 @@ def prepare(request: Request, environ: Mapping[str, str], clock: Callable[[], fl
     """
     given = given_sources(request)
     typed = {name: value for name, value in given.items() if name not in request.from_environment}
-    # An option typed on the command line wins over a source set by an AZEXEC_* variable.
+    # An option typed on the command line wins over a source set by an AZEXEC_* variable (check() saw to one).
     given = typed or given
-    if len(given) > 1:
-        first, second = (request.label(name) for name in list(given)[:2])
-        raise UsageError(f"both {first} and {second} supply an access token", "use exactly one source")
     env_files = [sources.EnvFile(path, label=request.label("env_files")) for path in request.env_files]
     read = [env_file.read() for env_file in env_files]
     if typed and "env_files" in request.from_environment:
         # Env files from AZEXEC_ENV_FILE still give IDs; their token yields to the option typed.
         read = [c._replace(token=None) for c in read]
     holding = [(env_file, c) for env_file, c in zip(env_files, read, strict=True) if c.token is not None]
-    if given and holding:
-        option = request.label(next(iter(given)))
-        raise UsageError(
-            f"both {option} and {holding[-1][1].origin} supply an access token",
-            f"remove {sources.TOKEN_VAR} from the file, or drop {option}",
-        )
-    if not given and not holding:
-        empty = [c for c in read if c.empty_token]
-        if empty:
-            raise TokenSourceError(
-                f"{empty[-1].origin}: {sources.TOKEN_VAR} is empty", "it should hold the access token"
-            )
-        raise UsageError(
-            "no access token source",
-            "use --token-stdin, --token-file, --token-cmd, --token-env or an --env-file that holds "
-            f"{sources.TOKEN_VAR}",
-        )
+    _one_source(request, given, holding, read)
     options = Credential(
         origin="options",
         subscription=Sourced(request.subscription, request.label("subscription")) if request.subscription else None,
@@ -156,6 +208,30 @@ def prepare(request: Request, environ: Mapping[str, str], clock: Callable[[], fl
         source = holding[-1][0]
         layers = [options, *reversed(read)]
     return resolve(request, layers, source, clock)
+
+
+def _one_source(
+    request: Request,
+    given: Mapping[str, str],
+    holding: list[tuple[sources.EnvFile, Credential]],
+    read: list[Credential],
+) -> None:
+    """Refuse both an option and an env file holding a token, or no token anywhere (which the files tell)."""
+    if given and holding:
+        option = request.label(next(iter(given)))
+        raise UsageError(
+            f"both {option} and {holding[-1][1].origin} supply an access token",
+            f"remove {sources.TOKEN_VAR} from the file, or drop {option}",
+        )
+    if given or holding:
+        return
+    empty = [c for c in read if c.empty_token]
+    if empty:
+        raise TokenSourceError(f"{empty[-1].origin}: {sources.TOKEN_VAR} is empty", "it should hold the access token")
+    raise UsageError(
+        "no access token source",
+        f"use --token-stdin, --token-file, --token-cmd, --token-env or an --env-file that holds {sources.TOKEN_VAR}",
+    )
 
 
 def resolve(

@@ -195,24 +195,8 @@ def explain(result: subprocess.CompletedProcess[str]) -> str:
 
 
 def request(**given: Any) -> Request:
-    """Return a Request as the CLI builds it, with the defaults of a bare command line and GIVEN."""
-    defaults: dict[str, Any] = {
-        "token_stdin": False,
-        "token_file": None,
-        "token_cmd": None,
-        "token_cmd_timeout": 60.0,
-        "token_env": None,
-        "env_files": (),
-        "subscription": None,
-        "tenant": None,
-        "min_validity": None,
-        "audiences": (),
-        "verify": True,
-        "require_arm": False,
-        "mask": False,
-        "from_environment": frozenset(),
-    }
-    return Request(**{**defaults, **given})
+    """Return a Request as the CLI builds it: a bare command line's defaults, and GIVEN."""
+    return Request(**given)
 
 
 class Terminal:

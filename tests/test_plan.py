@@ -11,8 +11,7 @@ from helpers import OTHER_TENANT, SUBSCRIPTION, TENANT, held, make_token, reques
 
 from azexec import sources
 from azexec.errors import TokenRejected, TokenSourceError, UsageError
-from azexec.launch import Modes
-from azexec.plan import Request, prepare
+from azexec.plan import prepare
 from azexec.redact import fingerprint
 
 OTHER_SUBSCRIPTION = "99999999-8888-4777-8666-555555555555"
@@ -75,17 +74,17 @@ def test_env_file_ids_with_token_from_elsewhere(private_file: Callable[..., Path
 
 
 @pytest.mark.parametrize(
-    ("request_", "message"),
+    ("given", "message"),
     [
-        (request(), "no access token source"),
-        (request(token_stdin=True, token_env="T"), "both --token-stdin and --token-env supply an access token"),
-        (request(token_file="f", token_cmd="c"), "both --token-file and --token-cmd"),
+        ({}, "no access token source"),
+        ({"token_stdin": True, "token_env": "T"}, "both --token-stdin and --token-env supply an access token"),
+        ({"token_file": "f", "token_cmd": "c"}, "both --token-file and --token-cmd"),
     ],
 )
-def test_source_count_is_a_usage_error(request_: Request, message: str) -> None:
-    """Exactly one source must supply the token."""
+def test_source_count_is_a_usage_error(given: dict[str, object], message: str) -> None:
+    """Exactly one source must supply the token: two are a conflict check() finds, none one prepare() finds."""
     with pytest.raises(UsageError, match=message):
-        prepare(request_, {"T": make_token()})
+        prepare(request(**given).check(), {"T": make_token()})
 
 
 def test_token_option_and_env_file_token_conflict(private_file: Callable[..., Path]) -> None:
@@ -132,11 +131,11 @@ def test_malformed_ids_from_files_are_refused(private_file: Callable[..., Path])
 
 def test_no_verify_skips_jwt_checks_but_not_format(private_file: Callable[..., Path]) -> None:
     """--no-verify accepts an opaque token, never one with whitespace inside."""
-    plan = prepare(request(token_env="T", verify=False), {"T": "opaque-token-123"})
+    plan = prepare(request(token_env="T", no_verify=True), {"T": "opaque-token-123"})
     assert plan.claims is None
     assert plan.tenant is None
     with pytest.raises(TokenRejected, match="whitespace"):
-        prepare(request(token_env="T", verify=False), {"T": "opaque token"})
+        prepare(request(token_env="T", no_verify=True), {"T": "opaque token"})
 
 
 def test_warnings_are_collected(private_file: Callable[..., Path]) -> None:
@@ -164,7 +163,7 @@ def test_no_value_object_shows_the_token(private_file: Callable[..., Path]) -> N
         "credential": sources.File(path, label="--token-file").read(),
         "accepted": plan.policy.accept(plan.token),
         "cache": provider.cache,
-        "modes": Modes(mask=True, identity_server=True),
+        "request": request(token_file=path, mask=True, identity_server=True),
     }
     for name, value in objects.items():
         for text in (repr(value), str(value), f"{value}"):
