@@ -295,7 +295,9 @@ def cli(**params: Any) -> None:
             _echo_err(f"starting {argv[0]} with the token set; exit the shell to drop it")
         closed_fds: tuple[int, ...] = click.get_current_context().obj or ()
         # What azexec waits for, on the terminal's line, cleared when done; nothing in a log.
-        note = _terminal_note if not request.quiet and os.isatty(2) else _ignore
+        from azexec.say import note as terminal_note
+
+        note = terminal_note if not request.quiet and os.isatty(2) else _ignore
         launch.start(argv, env, plan, request, closed_fds=closed_fds, warn=warn, diagnose=_echo_err, note=note)
 
 
@@ -360,16 +362,6 @@ def _exit_status() -> Iterator[None]:
         die_of(signal.SIGINT)
 
 
-def _terminal_note(message: str) -> None:
-    """Show MESSAGE on azexec's line of the terminal, or clear that line (an empty MESSAGE)."""
-    from azexec.redact import escape_lines
-
-    text = f"azexec: {escape_lines(message)}" if message else ""
-    with contextlib.suppress(OSError, ValueError):
-        sys.stderr.write(f"\r\x1b[K{text}")
-        sys.stderr.flush()
-
-
 def _warn(message: str) -> None:
     _echo_err(f"warning: {message}")
 
@@ -380,9 +372,9 @@ def _ignore(message: str) -> None:
 
 def _echo_err(message: str) -> None:
     """Print one line of azexec's own on stderr, every value in it already redacted and escaped."""
-    from azexec.redact import escape_lines
+    from azexec.say import line
 
-    click.echo(f"azexec: {escape_lines(message)}", err=True)
+    click.echo(line(message), err=True)
 
 
 #: The POSIX modules azexec is built on; Windows' Python has none of them.
@@ -433,9 +425,10 @@ def _show_redacted(error: click.ClickException) -> None:
     values to look for are this run's arguments and AZEXEC_* variables.
     """
     from azexec.redact import scrub
+    from azexec.say import PREFIX
 
     known = (*sys.argv[1:], *(v for k, v in os.environ.items() if k.startswith("AZEXEC_")))
     message = " ".join(error.format_message().split())
     if isinstance(error, click.UsageError):
         message += "; see azexec --help"
-    click.echo(f"azexec: {scrub(message, known)}", err=True)
+    click.echo(PREFIX + scrub(message, known), err=True)

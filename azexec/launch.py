@@ -50,7 +50,7 @@ def parts(plan: Plan, request: Request, *, warn: Say, diagnose: Say, note: Say) 
     if request.serving():
         from azexec.listen import Listen
         from azexec.parts.identity import IdentityServer
-        from azexec.parts.provider import Provider
+        from azexec.parts.identity.provider import Provider
 
         provider = Provider.for_plan(plan, warn=warn)
         tenant = plan.tenant.value if plan.tenant else None

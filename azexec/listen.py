@@ -17,15 +17,37 @@ from typing import NamedTuple
 
 from azexec.errors import PartFailed
 
-#: --listen's word for the docker0 bridge's address.
-DOCKER = "docker"
-#: The bridge docker makes for its default network on Linux.
-DOCKER_BRIDGE = "docker0"
-#: What a container resolves to its host: Docker Desktop's name, and what
-#: `--add-host host.docker.internal:host-gateway` makes it on Linux.
-DOCKER_HOST_NAME = "host.docker.internal"
 #: The default listener.
 LOOPBACK = "127.0.0.1"
+
+
+class Runtime(NamedTuple):
+    """A container runtime, as --listen names it: the bridge to listen on, the name its containers use."""
+
+    #: --listen's word for it.
+    word: str
+    #: The Linux bridge of its default network, whose IPv4 address is the gateway its containers reach.
+    bridge: str
+    #: What its containers resolve to their host (given to COMMAND's clients).
+    host_name: str
+    #: The daemon that makes the bridge.
+    daemon: str
+    #: What to do where that bridge is not on the host (the runtime runs in a VM: macOS, Windows).
+    elsewhere: str
+
+
+#: Docker: docker0 on Linux; `--add-host host.docker.internal:host-gateway` makes the name resolve to its gateway.
+DOCKER_RUNTIME = Runtime(
+    "docker",
+    "docker0",
+    "host.docker.internal",
+    "dockerd",
+    f"with Docker Desktop, use --listen {LOOPBACK} --advertise host.docker.internal",
+)
+#: The container runtimes --listen knows by name.
+RUNTIMES = {runtime.word: runtime for runtime in (DOCKER_RUNTIME,)}
+#: --listen's word for the docker0 bridge's address.
+DOCKER = DOCKER_RUNTIME.word
 #: Every network's broadcast address: Linux lets TCP bind it, and nothing can connect to it.
 LIMITED_BROADCAST = ipaddress.IPv4Address("255.255.255.255")
 #: Where Linux shows its routing tables, each local broadcast address marked BROADCAST.
@@ -41,18 +63,23 @@ _HOST_NAME = r"(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-
 class Listen(NamedTuple):
     """Where the identity server listens and the name it is advertised under, as the user chose."""
 
-    #: DOCKER, or an IP address (never a wildcard).
+    #: A runtime's word (RUNTIMES), or an IP address (never a wildcard).
     address: str = LOOPBACK
     #: The host name COMMAND's clients are given, or None: the address itself.
     advertised: str | None = None
 
+    def runtime(self) -> Runtime | None:
+        """Return the container runtime whose bridge is listened on, or None: an address."""
+        return RUNTIMES.get(self.address)
+
     def beyond_loopback(self) -> bool:
         """Tell whether the listener is reachable from anywhere but this machine's loopback."""
-        return self.address == DOCKER or not ipaddress.ip_address(self.address).is_loopback
+        return self.runtime() is not None or not ipaddress.ip_address(self.address).is_loopback
 
     def advertised_name(self) -> str | None:
         """Return the host name clients are given instead of the address, or None."""
-        return self.advertised or (DOCKER_HOST_NAME if self.address == DOCKER else None)
+        runtime = self.runtime()
+        return self.advertised or (runtime.host_name if runtime is not None else None)
 
     def name(self) -> str:
         """Return what clients are given: the advertised name, else the address."""
@@ -60,13 +87,14 @@ class Listen(NamedTuple):
 
 
 def check_address(text: str) -> str | None:
-    """Return why TEXT cannot be --listen's address, or None: DOCKER or one IP address, never a wildcard."""
-    if text == DOCKER:
+    """Return why TEXT cannot be --listen's address, or None: a runtime's word or one IP address, never a wildcard."""
+    if text in RUNTIMES:
         return None
     try:
         address = ipaddress.ip_address(text)
     except ValueError:
-        return "is neither 'docker' nor an IP address such as 172.17.0.1"
+        words = " nor ".join(f"'{word}'" for word in RUNTIMES)
+        return f"is neither {words} nor an IP address such as 172.17.0.1"
     mapped = getattr(address, "ipv4_mapped", None)
     if address.is_unspecified or (mapped is not None and mapped.is_unspecified):
         return "is a wildcard address, which would serve the token on every network; name one address"
@@ -78,8 +106,8 @@ def check_address(text: str) -> str | None:
 
 
 def canonical(address: str) -> str:
-    """Return ADDRESS (a valid one) as URLs and Host headers spell it: DOCKER stays a word."""
-    return address if address == DOCKER else str(ipaddress.ip_address(address))
+    """Return ADDRESS (a valid one) as URLs and Host headers spell it: a runtime's word stays a word."""
+    return address if address in RUNTIMES else str(ipaddress.ip_address(address))
 
 
 def check_name(text: str) -> str | None:
@@ -92,12 +120,13 @@ def check_name(text: str) -> str | None:
 
 
 def resolve(address: str) -> str:
-    """Return the IP address to bind for ADDRESS, as URLs and Host headers spell it: DOCKER becomes docker0's.
+    """Return the IP address to bind for ADDRESS, as URLs and Host headers spell it: a runtime's word becomes its
+    bridge's address.
 
     A subnet's broadcast address (172.17.255.255) is this machine's to bind on Linux, and useless: refused.
     """
-    if address == DOCKER:
-        return docker_bridge()
+    if address in RUNTIMES:
+        return bridge_address(RUNTIMES[address])
     bound = canonical(address)
     if _subnet_broadcast(bound):
         raise PartFailed(
@@ -121,23 +150,23 @@ def _subnet_broadcast(address: str) -> bool:
     return found is not None
 
 
-def docker_bridge() -> str:
-    """Return the IPv4 address of Linux's docker0 bridge: the gateway of docker's default network."""
-    hint = "is dockerd running? Or name the address with --listen ADDRESS"
+def bridge_address(runtime: Runtime) -> str:
+    """Return the IPv4 address of RUNTIME's Linux bridge: the gateway of its default network."""
+    hint = f"is {runtime.daemon} running? Or name the address with --listen ADDRESS"
     if not sys.platform.startswith("linux"):
         # Docker Desktop has no bridge on the host: it forwards host.docker.internal to the host's loopback.
         raise PartFailed(
-            f"--listen {DOCKER} looks for Linux's {DOCKER_BRIDGE} bridge, which this system has not",
-            f"with Docker Desktop, use --listen {LOOPBACK} --advertise {DOCKER_HOST_NAME}",
+            f"--listen {runtime.word} looks for Linux's {runtime.bridge} bridge, which this system has not",
+            runtime.elsewhere,
         )
     import fcntl
     import struct
 
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
         try:
-            answer = fcntl.ioctl(probe.fileno(), _SIOCGIFADDR, struct.pack(f"{_IFREQ_SIZE}s", DOCKER_BRIDGE.encode()))
+            answer = fcntl.ioctl(probe.fileno(), _SIOCGIFADDR, struct.pack(f"{_IFREQ_SIZE}s", runtime.bridge.encode()))
         except OSError:
-            raise PartFailed(f"this machine has no {DOCKER_BRIDGE} bridge with an IPv4 address", hint) from None
+            raise PartFailed(f"this machine has no {runtime.bridge} bridge with an IPv4 address", hint) from None
     # struct ifreq: the name (16 bytes), then a sockaddr_in: family (2), port (2), address (4).
     return socket.inet_ntoa(answer[20:24])
 

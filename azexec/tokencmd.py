@@ -25,6 +25,7 @@ from azexec.errors import Terminated, TokenSourceError, UsageError
 from azexec.process import signals
 from azexec.redact import STDIN_HINT, show
 from azexec.runner import LINGER_SECONDS
+from azexec.say import raw
 
 #: A shell's status for a program that ended on Ctrl-C (bash's `read`, many CLIs).
 INTERRUPTED_STATUS = 128 + signal.SIGINT
@@ -141,7 +142,7 @@ def pass_on(errors: bytes | None, *known: bytes) -> None:
     from azexec.redact import mask_bytes
 
     if errors:
-        _write_stderr(mask_bytes(errors, known))
+        raw(mask_bytes(errors, known))
 
 
 class _Named(NamedTuple):
@@ -413,7 +414,7 @@ class Jobs:
         #: The caller's signal mask (resident mode blocks what it forwards; a token command must not inherit that).
         self.caller_mask = caller_mask
         #: Where their stderr goes: azexec's, every token it handed out masked (see Context.secrets).
-        self.stderr = stderr or _write_stderr
+        self.stderr = stderr or raw
         self.groups: set[int] = set()
         self.stopped = False
         self.lock = threading.Lock()
@@ -431,12 +432,6 @@ class Jobs:
         for pgid in groups:
             with contextlib.suppress(OSError):
                 os.killpg(pgid, signal.SIGKILL)
-
-
-def _write_stderr(data: bytes) -> None:
-    if data:
-        with contextlib.suppress(OSError):
-            os.write(2, data)
 
 
 def run_detached(command: str, timeout: float, resource: str, *, label: str, jobs: Jobs) -> tuple[bytes, bytes]:

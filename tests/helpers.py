@@ -23,7 +23,7 @@ from azexec.plan import Request
 
 if TYPE_CHECKING:
     from azexec.parts import Part
-    from azexec.parts.provider import Provider
+    from azexec.parts.identity.provider import Provider
     from azexec.sources import TokenSource
     from azexec.token import TokenPolicy
 
@@ -256,7 +256,7 @@ class Terminal:
 def held(token: str, *, source: TokenSource | None = None, policy: TokenPolicy | None = None) -> Provider:
     """Return a provider holding TOKEN; later tokens come from SOURCE (default: none), checked by POLICY."""
     from azexec import sources
-    from azexec.parts.provider import Provider
+    from azexec.parts.identity.provider import Provider
     from azexec.redact import Secret
     from azexec.token import Tenant, TokenPolicy
     from azexec.tokencmd import Jobs

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from azexec.parts import azprofile
-from azexec.parts.azprofile import Cloud
+from azexec.parts.azlogin import profile as azprofile
+from azexec.parts.azlogin.profile import Cloud
 
 CUSTOM = "[Fake]\nendpoint_resource_manager = https://arm.fake.test/\n"
 ACTIVE_FAKE = "[cloud]\nname = Fake\n"

@@ -33,7 +33,7 @@ from hypothesis import strategies as st
 from azexec import sources
 from azexec.errors import Refused
 from azexec.parts.identity import IdentityServer
-from azexec.parts.provider import Provider
+from azexec.parts.identity.provider import Provider
 from azexec.plan import prepare
 from azexec.token import Tenant, TokenPolicy
 

@@ -30,7 +30,7 @@ def graph() -> dict[str, set[str]]:
     files = {module_name(path): path for path in PACKAGE.rglob("*.py")}
     known = set(files)
     edges = {name: imports(path, known) - {name} for name, path in files.items()}
-    # A package's __init__ is imported with each of its modules, and imports none of them: no edge back.
+    # A package's __init__ is imported with each of its modules: a module naming its own package is no edge back.
     return {
         name: {target for target in targets if not name.startswith(target + ".")} for name, targets in edges.items()
     }

@@ -29,7 +29,7 @@ if sys.version_info < (3, 11):
 
 
 #: The identity server's modules: imported only with --identity-server.
-IDENTITY_SERVER = {"azexec.parts.identity", "azexec.parts.provider", "http.server", "socketserver"}
+IDENTITY_SERVER = {"azexec.parts.identity", "azexec.parts.identity.provider", "http.server", "socketserver"}
 
 
 def imported(*argv: str) -> set[str]:

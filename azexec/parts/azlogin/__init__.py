@@ -25,9 +25,11 @@ from typing import TYPE_CHECKING
 
 from azexec import runner
 from azexec.errors import AzLoginError, Refused
-from azexec.parts import Added, Context, Preview, Say, azprofile
+from azexec.parts import Added, Context, Preview, Say
+from azexec.parts.azlogin import profile as azprofile
 from azexec.program import which
 from azexec.redact import show
+from azexec.say import raw
 
 if TYPE_CHECKING:
     from azexec.parts.identity import IdentityServer
@@ -240,9 +242,7 @@ class AzLogin:
                     f" to {_dotted(NEWEST_AZ)}",
                     "run an az in that range (azexec finds az on COMMAND's PATH)",
                 )
-        # fd 2, not sys.stderr: a caller's closed stderr leaves sys.stderr None (fd 2 is then /dev/null).
-        with contextlib.suppress(OSError):
-            os.write(2, errors)
+        raw(errors)
         if status is None:
             raise AzLoginError(
                 f"--az-login: {what} did not finish within {self.timeout:g}s and was killed",

@@ -8,8 +8,6 @@ token command runs once however many requests for it arrive together.
 
 from __future__ import annotations
 
-import contextlib
-import os
 import threading
 from typing import TYPE_CHECKING
 
@@ -83,12 +81,9 @@ class Provider:
         secrets = self.secrets = context.secrets
         secrets.add(self.first.token)
 
-        def stderr(data: bytes) -> None:
-            if data:
-                with contextlib.suppress(OSError):
-                    os.write(2, secrets.mask(data))
+        from azexec.say import raw
 
-        self.jobs = Jobs(context.caller_mask, stderr=stderr)
+        self.jobs = Jobs(context.caller_mask, stderr=lambda data: raw(secrets.mask(data)))
 
     def audiences(self) -> tuple[str, ...] | None:
         """Return the held token's audiences; None when it was not decoded (--no-verify)."""

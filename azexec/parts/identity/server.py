@@ -1,0 +1,251 @@
+"""The identity server's HTTP side: one address, an ephemeral port, the protocols of protocols.py.
+
+Each protocol is served behind a path of its own that nobody can guess, with
+its own secret (protocols.py has the rows). Standard library only. Every
+refusal is a 4xx with a JSON body (a 5xx makes the SDKs retry for seconds);
+nothing is logged, and no answer holds a secret but the token asked for.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import socket
+import socketserver
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import SplitResult, parse_qs, urlsplit
+
+from azexec import resources
+from azexec.errors import Refused
+from azexec.listen import LOOPBACK, url_host
+from azexec.parts.identity.protocols import APP_SERVICE_2017, Endpoint, endpoints, not_found
+from azexec.parts.identity.provider import IDENTITY_PARAMETERS, Provider
+from azexec.redact import show
+from azexec.runner import DeadlineReader
+from azexec.say import PREFIX
+from azexec.token import Accepted
+
+#: A request that takes longer than this to arrive is cut off.
+SOCKET_TIMEOUT_SECONDS = 5.0
+#: The whole request head (request line and headers) must arrive within this, however it trickles in;
+#: an idle keep-alive connection is closed after it too. An SDK sends its head in one write.
+HEAD_SECONDS = 2.0
+#: How often the accept loop looks whether it should stop (at most this delay at exit).
+POLL_SECONDS = 0.05
+#: Connections served at once; one more is closed at once (never waited for: the accept loop must not block).
+MAX_CONNECTIONS = 256
+#: The longest query string a request may carry.
+MAX_QUERY = 4096
+
+ERROR_NAMES = {
+    400: "invalid_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    408: "request_timeout",
+    414: "uri_too_long",
+    431: "request_header_fields_too_large",
+}
+
+
+class Server(ThreadingHTTPServer):
+    """An HTTP server on one address that knows its secrets, its provider and the Host names it answers to."""
+
+    daemon_threads = True
+    # Nothing waits for a connection's thread at exit: COMMAND's exit ends serving, whatever clients do.
+    block_on_close = False
+    request_queue_size = 128
+
+    def __init__(self, provider: Provider, *, address: str = LOOPBACK, advertised: str | None = None) -> None:
+        if ":" in address:
+            self.address_family = socket.AF_INET6
+        super().__init__((address, 0), Handler)
+        self.provider = provider
+        self.port = self.server_address[1]
+        #: Each protocol's endpoint: its path, its secret, whether it is offered.
+        self.endpoints = endpoints()
+        listening = f"{url_host(address)}:{self.port}".lower()
+        #: The Host headers served: the name clients were given, and the address with the port.
+        self.hosts: tuple[str, ...]
+        if advertised is not None:
+            self.hosts = (f"{url_host(advertised).lower()}:{self.port}", listening)
+        elif address == LOOPBACK:
+            self.hosts = (listening, f"localhost:{self.port}")
+        else:
+            self.hosts = (listening,)
+        #: Where COMMAND's clients find the server.
+        self.base = f"http://{url_host(advertised or address)}:{self.port}"
+        self.slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
+        #: Set when COMMAND has exited: nothing more is answered.
+        self.stopping = threading.Event()
+
+    @property
+    def legacy(self) -> Endpoint:
+        """App Service's 2017 protocol, which --az-login offers an older az."""
+        return self.endpoints[APP_SERVICE_2017]
+
+    def secrets(self) -> tuple[str, ...]:
+        """Return what a client must hold to be served, at any endpoint: the random part of each path, each secret."""
+        return tuple(secret for endpoint in self.endpoints.values() for secret in endpoint.secrets())
+
+    def server_bind(self) -> None:
+        """Bind without HTTPServer's reverse lookup of the address (seconds, on a machine with no DNS)."""
+        socketserver.TCPServer.server_bind(self)
+        host, port = self.server_address[:2]
+        self.server_name = str(host)
+        self.server_port = port
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        """Serve on a thread of its own, at most MAX_CONNECTIONS at once; close one more at once."""
+        if not self.slots.acquire(blocking=False):
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self.slots.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self.slots.release()
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """Print nothing: a broken client is no news, and a traceback could show a path."""
+
+
+class Handler(BaseHTTPRequestHandler):
+    """Answer one client; every answer is JSON."""
+
+    server: Server
+    protocol_version = "HTTP/1.1"
+    timeout = SOCKET_TIMEOUT_SECONDS
+    # Headers and body go out in two writes: without TCP_NODELAY, Nagle's algorithm
+    # and the client's delayed ACK add 40 ms to every keep-alive answer.
+    disable_nagle_algorithm = True
+    server_version = "azexec"
+    sys_version = ""
+
+    def setup(self) -> None:
+        """Read the request through a deadline (a byte every second must not keep a thread forever)."""
+        super().setup()
+        self.head = DeadlineReader(self.connection)
+        self.rfile = io.BufferedReader(self.head)
+
+    def handle_one_request(self) -> None:
+        """Serve one request, whose head must arrive within HEAD_SECONDS."""
+        self.head.deadline = time.monotonic() + HEAD_SECONDS
+        super().handle_one_request()
+
+    def do_GET(self) -> None:
+        """Serve the token, or refuse with a reason."""
+        if self.server.stopping.is_set():  # COMMAND has exited: nothing more is served
+            self.close_connection = True
+            return
+        try:
+            resource = self._checked_resource()
+            query = parse_qs(urlsplit(self.path).query)
+            self.server.provider.check_identity(
+                {name: values[0] for name in IDENTITY_PARAMETERS if (values := query.get(name))}
+            )
+            answer = self.server.provider.get(resource)
+        except Refused as e:
+            self._send(e.status, _error(e.status, e.message))
+            return
+        self._send(200, _token(answer, resource, self.server.provider.clock()))
+
+    def _refuse_method(self) -> None:
+        self._send(405, _error(405, f"{show(self.command)} is not served; ask with GET"))
+
+    do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_HEAD = do_TRACE = do_CONNECT = _refuse_method
+
+    def _check_framing(self) -> SplitResult:
+        """Refuse a request from elsewhere (Host, Origin) or framed to smuggle another; return its target."""
+        hosts = self.headers.get_all("Host") or []
+        if len(hosts) > 1:
+            raise Refused("send one Host header", 400)
+        if not hosts or hosts[0].strip().lower() not in self.server.hosts:
+            raise Refused(f"the Host header must be {' or '.join(self.server.hosts)}", 403)
+        if "Origin" in self.headers:
+            raise Refused("requests from web pages are not served", 403)
+        if "Transfer-Encoding" in self.headers or self.headers.get("Content-Length", "0").strip() != "0":
+            # A body on a GET would be read as the next request on this connection: refuse, and hang up.
+            self.close_connection = True
+            raise Refused("a GET carries no body", 400)
+        parts = urlsplit(self.path)
+        if (parts.scheme or parts.netloc) and parts.netloc.lower() not in self.server.hosts:
+            raise Refused("an absolute request target must name this server", 400)
+        return parts
+
+    def _checked_resource(self) -> str:
+        """Check where the request comes from and what it carries; return the resource asked for."""
+        parts = self._check_framing()
+        if len(parts.query) > MAX_QUERY:
+            raise Refused("the query string is too long", 414)
+        endpoint = next((e for e in self.server.endpoints.values() if e.serves(parts.path)), None)
+        if endpoint is None:
+            raise Refused(not_found(), 404)
+        endpoint.admit(lambda name: self.headers.get(name, ""))
+        values = parse_qs(parts.query).get("resource", [])
+        if len(values) != 1 or not values[0].strip():
+            raise Refused("name exactly one resource, e.g. ?resource=https://management.azure.com/", 400)
+        problem = resources.invalid(values[0])
+        if problem is not None:
+            raise Refused(f"{problem}, e.g. ?resource=https://management.azure.com/", 400)
+        return values[0]
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """Answer http.server's own errors (bad request lines, huge headers) as JSON 4xx, never 5xx."""
+        status = code if 400 <= code < 500 else (405 if code == 501 else 400)
+        self.close_connection = True
+        with contextlib.suppress(OSError):
+            self._send(status, _error(status, "the request is malformed"))
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Log nothing: a path holds a secret."""
+
+    def _send(self, status: int, body: dict[str, Any]) -> None:
+        data = json.dumps(body).encode()
+        self.connection.settimeout(SOCKET_TIMEOUT_SECONDS)  # the head's deadline is not the answer's
+        self.send_response_only(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.send_header("Cache-Control", "no-store")
+        if self.close_connection:
+            self.send_header("Connection", "close")
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(data)
+
+
+def _error(status: int, message: str) -> dict[str, Any]:
+    """The body of a refusal: msal-python reads statusCode and message, msal-node error and error_description."""
+    return {
+        "error": ERROR_NAMES.get(status, "invalid_request"),
+        "error_description": message,
+        "statusCode": status,
+        "message": PREFIX + message,
+    }
+
+
+def _token(answer: Accepted, resource: str, now: float) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "access_token": answer.token.reveal(),
+        "expires_on": str(answer.expires_at),
+        "expires_in": max(0, int(answer.expires_at - now)),
+        "resource": resource,
+        "token_type": "Bearer",
+    }
+    claims = answer.claims
+    if claims is not None and claims.not_before is not None:
+        body["not_before"] = str(claims.not_before)
+    if claims is not None and claims.app:
+        body["client_id"] = claims.app
+    return body
