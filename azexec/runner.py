@@ -343,3 +343,254 @@ class Deadlined:
     def close(self) -> None:
         if self.reader is None:
             self.connection.close()
+
+
+# ---------------------------------------------------------------- a job at the terminal: the first token command
+
+
+class Terminal(NamedTuple):
+    """The controlling terminal, when azexec is in its foreground."""
+
+    fd: int
+    #: Whether stdin is that terminal (then the job may read it).
+    is_stdin: bool
+
+
+class Job(NamedTuple):
+    """How a job at the terminal ended: its status (None: killed at the deadline), and whether it had the terminal."""
+
+    status: int | None
+    at_terminal: bool
+
+
+def run_job(
+    argv: Sequence[str],
+    env: Mapping[str, str],
+    timeout: float,
+    *,
+    take: Callable[[bytes], None],
+    errors: bytearray | None = None,
+) -> Job:
+    """Run ARGV as a job of its own, in the foreground of azexec's terminal when azexec has it (for a PIN or
+    password prompt), as a shell runs a job: the terminal set in the child before it runs, taken back when it
+    stops or ends; Ctrl-Z stops azexec too, `fg` resumes both (time stopped does not count).
+
+    Its stdout goes to TAKE; its stderr into ERRORS when given (the first MAX_KEPT bytes), else
+    straight to the user. Within TIMEOUT (its step's deadline at most); a stop signal ends it at
+    once (Terminated), its group killed. Raise OSError or ValueError when it cannot start.
+    """
+    terminal = _foreground_terminal()
+    try:
+        with stop_signals_raise(), _in_foreground(terminal):
+            status = _run_job(list(argv), env, terminal, budget(timeout)[0], take, errors)
+            return Job(status, terminal is not None)
+    finally:
+        if terminal is not None:
+            os.close(terminal.fd)
+
+
+class _PastDeadline(Exception):
+    """The job did not end within its time."""
+
+
+def _run_job(
+    argv: list[str],
+    env: Mapping[str, str],
+    terminal: Terminal | None,
+    timeout: float,
+    take: Callable[[bytes], None],
+    errors: bytearray | None,
+) -> int | None:
+    import subprocess
+
+    blocked = signals("stop")
+    # Held off until the pid is known, so a signal can always kill what was started.
+    original_mask = signal.pthread_sigmask(signal.SIG_BLOCK, blocked)
+    try:
+        proc = subprocess.Popen(
+            argv,
+            env=env,
+            # A prompt for a password or PIN needs the terminal; otherwise the
+            # job must not eat input meant for COMMAND.
+            stdin=None if terminal is not None and terminal.is_stdin else subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE if errors is not None else None,
+            preexec_fn=lambda: _become_job(terminal, original_mask),  # azexec has no threads yet
+        )
+    except BaseException:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, blocked)
+        raise
+    assert proc.stdout is not None
+    try:
+        if terminal is not None:
+            _give_terminal(terminal.fd, proc.pid)  # as shells do, from both sides
+        # A signal held off since before the spawn is acted on here, and kills the group.
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, blocked)
+        status: int | None = _collect(proc, terminal, timeout, take, errors)
+    except _PastDeadline:
+        status = None
+    except BaseException:
+        _kill_group(proc)
+        raise
+    finally:
+        proc.stdout.close()
+        if proc.stderr is not None:
+            proc.stderr.close()
+    # Whatever it left running in its group goes too: nothing outlives azexec.
+    _kill_group(proc)
+    return status
+
+
+class _Wakeup:
+    """A pipe that SIGCHLD writes to, so one select() sees output, exits and stops alike."""
+
+    def __enter__(self) -> int:
+        self.read, self.write = os.pipe()  # close-on-exec already (PEP 446); pipe2 is not on macOS
+        os.set_blocking(self.read, False)
+        os.set_blocking(self.write, False)
+        self.previous_handler = signal.signal(signal.SIGCHLD, lambda *_: None)
+        self.previous_fd = signal.set_wakeup_fd(self.write, warn_on_full_buffer=False)
+        return self.read
+
+    def __exit__(self, *exc: object) -> None:
+        signal.set_wakeup_fd(self.previous_fd)
+        signal.signal(signal.SIGCHLD, self.previous_handler)
+        os.close(self.read)
+        os.close(self.write)
+
+
+def _collect(
+    proc: Any,
+    terminal: Terminal | None,
+    timeout: float,
+    take: Callable[[bytes], None],
+    errors: bytearray | None,
+) -> int:
+    """Read the job's stdout (to TAKE) and stderr (into ERRORS) to their end and wait for it, within TIMEOUT.
+
+    Time spent stopped (Ctrl-Z) does not count against the timeout. Raise _PastDeadline at the deadline.
+    """
+    out = proc.stdout.fileno()
+    err = proc.stderr.fileno() if proc.stderr is not None else -1
+    kept = errors if errors is not None else bytearray()
+    deadline = time.monotonic() + timeout
+    with _Wakeup() as wakeup:
+        # It may have ended before the handler was in place.
+        status, deadline = _reap(proc, terminal, deadline)
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                if status is not None:  # exited; what still holds its stdout dies with its group
+                    return status
+                raise _PastDeadline
+            watched = [fd for fd in (out, err) if fd >= 0]
+            ready = select.select([*watched, wakeup], [], [], remaining)[0]
+            if wakeup in ready:
+                with contextlib.suppress(BlockingIOError):
+                    os.read(wakeup, 512)
+                if status is None:
+                    status, deadline = _reap(proc, terminal, deadline)
+            out = _read_ready(out, ready, take)
+            err = _read_ready(err, ready, lambda chunk: kept.extend(chunk[: max(0, MAX_KEPT - len(kept))]))
+            if out < 0 and err < 0 and status is not None:
+                return status
+
+
+def _read_ready(fd: int, ready: list[int], add: Callable[[bytes], None]) -> int:
+    """Read FD when READY holds it, and hand the chunk to ADD; return FD, or -1 once it is at its end."""
+    if fd < 0 or fd not in ready:
+        return fd
+    chunk = os.read(fd, 65536)
+    add(chunk)
+    return fd if chunk else -1
+
+
+def _reap(proc: Any, terminal: Terminal | None, deadline: float) -> tuple[int | None, float]:
+    """Collect the job's exit status, or follow it into a stop; return the status and the deadline."""
+    while True:
+        pid, wait_status = os.waitpid(proc.pid, os.WNOHANG | os.WUNTRACED)
+        if pid == 0:
+            return None, deadline
+        if not os.WIFSTOPPED(wait_status):
+            proc.returncode = os.waitstatus_to_exitcode(wait_status)
+            # Its stdout is read LINGER_SECONDS more at most: a job it left behind may hold it.
+            return int(proc.returncode), min(deadline, time.monotonic() + LINGER_SECONDS)
+        stopped = time.monotonic()
+        _stop_too(proc.pid, terminal)
+        deadline += time.monotonic() - stopped
+
+
+def _stop_too(pgid: int, terminal: Terminal | None) -> None:
+    """The job stopped (Ctrl-Z): stop azexec as well, and resume both on `fg`."""
+    if terminal is not None:
+        _give_terminal(terminal.fd, os.getpgrp())
+    # The shell sees its job stop, and gives back the prompt.
+    os.kill(os.getpid(), signal.SIGTSTP)
+    # Continued: by `fg` (the terminal is ours again) or `bg`.
+    if terminal is not None and _owns(terminal.fd):
+        _give_terminal(terminal.fd, pgid)
+    with contextlib.suppress(OSError):
+        os.killpg(pgid, signal.SIGCONT)
+
+
+def _become_job(terminal: Terminal | None, mask: set[int | signal.Signals]) -> None:
+    """In the child, before exec: a process group of its own, in the terminal's foreground.
+
+    Taking the terminal here, as shells do, means the command owns it before
+    it can print a prompt: a Ctrl-C at that prompt reaches the job.
+    """
+    os.setpgid(0, 0)
+    if terminal is not None:
+        _give_terminal(terminal.fd, os.getpgrp())
+    # The parent holds off the stopping signals around the spawn; the job must not.
+    signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+
+
+def _give_terminal(fd: int, pgid: int) -> None:
+    """Make PGID the terminal's foreground group, even from the background."""
+    # tcsetpgrp from a background group raises SIGTTOU unless it is blocked.
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTTOU})
+    try:
+        with contextlib.suppress(OSError):
+            os.tcsetpgrp(fd, pgid)
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+def _owns(fd: int) -> bool:
+    try:
+        return os.tcgetpgrp(fd) == os.getpgrp()
+    except OSError:
+        return False
+
+
+def _foreground_terminal() -> Terminal | None:
+    """Return azexec's controlling terminal when azexec is in its foreground."""
+    try:
+        fd = os.open("/dev/tty", os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
+    except OSError:
+        return None
+    if not _owns(fd):
+        os.close(fd)
+        return None
+    # tcgetpgrp answers only for the controlling terminal: stdin is that terminal.
+    return Terminal(fd, is_stdin=os.isatty(0) and _owns(0))
+
+
+@contextlib.contextmanager
+def _in_foreground(terminal: Terminal | None) -> Iterator[None]:
+    """Take the terminal back for azexec when the job is done, however it ended."""
+    try:
+        yield
+    finally:
+        if terminal is not None:
+            _give_terminal(terminal.fd, os.getpgrp())
+
+
+def _kill_group(proc: Any) -> None:
+    """Kill the job and everything in its process group, then reap it."""
+    with contextlib.suppress(OSError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    if proc.returncode is None:
+        with contextlib.suppress(ChildProcessError):
+            proc.wait()

@@ -1,42 +1,30 @@
-"""Run a --token-cmd: no shell, bounded output, a deadline, job control, and nothing left behind.
+"""A --token-cmd: split like a shell (no shell runs it), its resource, bounded output, and what its failures say.
 
-The command runs in a process group of its own, so that its whole group can be
-killed on a timeout or when azexec is told to stop. When azexec is in the
-foreground of a terminal, the command gets the terminal (for a PIN or
-password prompt) exactly as a shell gives it to a job: set in the child before
-it runs, taken back when it stops or ends.
+runner.py runs it, as it runs every helper: in a process group of its own,
+killed with its whole group on a timeout, when azexec is told to stop, and once
+it has ended. The first one runs as a job at azexec's terminal (runner.run_job:
+a PIN or password prompt works as under a shell); those run while COMMAND runs
+have no terminal and are tracked by Jobs (runner.run).
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import select
 import shlex
 import signal
-import subprocess
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import NamedTuple
 
-from azexec.bounded import MAX_SOURCE_BYTES, Limited
+from azexec.bounded import Limited
 from azexec.errors import Terminated, TokenSourceError, UsageError
 from azexec.process import signals
 from azexec.redact import STDIN_HINT, show
-from azexec.runner import LINGER_SECONDS
 from azexec.say import raw
 
 #: A shell's status for a program that ended on Ctrl-C (bash's `read`, many CLIs).
 INTERRUPTED_STATUS = 128 + signal.SIGINT
-
-
-class Terminal(NamedTuple):
-    """The controlling terminal, when azexec is in its foreground."""
-
-    fd: int
-    #: Whether stdin is that terminal (then the command may read it).
-    is_stdin: bool
 
 
 #: In an argument of --token-cmd, replaced by the resource a token is wanted for.
@@ -126,15 +114,31 @@ def run(command: str, timeout: float, resource: str, *, label: str, mask_stderr:
     passes it on with pass_on() once it knows the token; on a failure it is passed on here, anything
     shaped like a token masked. At a terminal it is never held back: a prompt must show at once.
     """
+    from azexec import runner
+
     argv = split(command, resource, label=label)
-    terminal = _foreground_terminal()
-    capture = mask_stderr and not os.isatty(2)
+    name = _Named(label, show(argv[0]))
+    output = Limited(f"{label}'s output", "it should print the token alone")
+    errors = bytearray() if mask_stderr and not os.isatty(2) else None
     try:
-        with _stopping_raises(), _in_foreground(terminal):
-            return _run(argv, environment(resource), _Named(label, show(argv[0])), terminal, timeout, capture)
-    finally:
-        if terminal is not None:
-            os.close(terminal.fd)
+        job = runner.run_job(argv, environment(resource), timeout, take=output.add, errors=errors)
+    except (OSError, ValueError) as e:  # ValueError: a NUL in an argument
+        raise _spawn_failed(name, e) from None
+    except BaseException:
+        pass_on(bytes(errors or b""))
+        raise
+    if job.status != 0:
+        # What it printed is no token it would stand by, but may be one: masked with the rest.
+        pass_on(bytes(errors or b""), output.data().strip())
+    if job.status is None:
+        raise _timed_out(name, runner.budget(timeout)[1])
+    if job.at_terminal and job.status in (-signal.SIGINT, INTERRUPTED_STATUS):
+        # The user pressed Ctrl-C at its prompt: stop as a plain program would,
+        # so that a shell loop or `make -k` stops too.
+        raise Terminated(signal.SIGINT)
+    if job.status != 0:
+        raise _failed(name, job.status, "see its messages above")
+    return Ran(output.data(), bytes(errors) if errors is not None else None)
 
 
 def pass_on(errors: bytes | None, *known: bytes) -> None:
@@ -150,151 +154,6 @@ class _Named(NamedTuple):
 
     label: str
     program: str
-
-
-def _run(
-    argv: list[str], env: dict[str, str], name: _Named, terminal: Terminal | None, timeout: float, capture: bool
-) -> Ran:
-    blocked = signals("stop")
-    # Held off until the pid is known, so a signal can always kill what was started.
-    original_mask = signal.pthread_sigmask(signal.SIG_BLOCK, blocked)
-    try:
-        proc = subprocess.Popen(
-            argv,
-            env=env,
-            # A prompt for a password or PIN needs the terminal; otherwise the
-            # command must not eat input meant for COMMAND.
-            stdin=None if terminal is not None and terminal.is_stdin else subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE if capture else None,
-            preexec_fn=lambda: _become_job(terminal, original_mask),  # azexec has no threads yet
-        )
-    except BaseException as e:
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, blocked)
-        if isinstance(e, (OSError, ValueError)):  # ValueError: a NUL in an argument
-            raise _spawn_failed(name, e) from None
-        raise
-
-    assert proc.stdout is not None
-    errors = bytearray()
-    try:
-        if terminal is not None:
-            _give_terminal(terminal.fd, proc.pid)  # as shells do, from both sides
-        # A signal held off since before the spawn is acted on here, and kills the group.
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, blocked)
-        output, status = _collect(proc, name, terminal, timeout, errors)
-    except BaseException:
-        _kill_group(proc)
-        pass_on(bytes(errors))
-        raise
-    finally:
-        proc.stdout.close()
-        if proc.stderr is not None:
-            proc.stderr.close()
-    # Whatever it left running in its group goes too: nothing outlives azexec.
-    with contextlib.suppress(OSError):
-        os.killpg(proc.pid, signal.SIGKILL)
-    if status != 0:
-        # What it printed is no token it would stand by, but may be one: masked with the rest.
-        pass_on(bytes(errors), output.strip())
-    if terminal is not None and status in (-signal.SIGINT, INTERRUPTED_STATUS):
-        # The user pressed Ctrl-C at its prompt: stop as a plain program would,
-        # so that a shell loop or `make -k` stops too.
-        raise Terminated(signal.SIGINT)
-    if status != 0:
-        raise _failed(name, status, "see its messages above")
-    return Ran(output, bytes(errors) if capture else None)
-
-
-class _Wakeup:
-    """A pipe that SIGCHLD writes to, so one select() sees output, exits and stops alike."""
-
-    def __enter__(self) -> int:
-        self.read, self.write = os.pipe()  # close-on-exec already (PEP 446); pipe2 is not on macOS
-        os.set_blocking(self.read, False)
-        os.set_blocking(self.write, False)
-        self.previous_handler = signal.signal(signal.SIGCHLD, lambda *_: None)
-        self.previous_fd = signal.set_wakeup_fd(self.write, warn_on_full_buffer=False)
-        return self.read
-
-    def __exit__(self, *exc: object) -> None:
-        signal.set_wakeup_fd(self.previous_fd)
-        signal.signal(signal.SIGCHLD, self.previous_handler)
-        os.close(self.read)
-        os.close(self.write)
-
-
-def _collect(
-    proc: subprocess.Popen[bytes], name: _Named, terminal: Terminal | None, timeout: float, errors: bytearray
-) -> tuple[bytes, int]:
-    """Read the command's stdout to EOF and wait for it, within TIMEOUT and the source size limit.
-
-    Its stderr, when piped, goes into ERRORS (the first MiB). Time spent stopped (Ctrl-Z) does not
-    count against the timeout.
-    """
-    assert proc.stdout is not None
-    out = proc.stdout.fileno()
-    err = proc.stderr.fileno() if proc.stderr is not None else -1
-    gathered = Limited(f"{name.label}'s output", "it should print the token alone")
-    status: int | None = None
-    deadline = time.monotonic() + timeout
-    with _Wakeup() as wakeup:
-        # It may have ended before the handler was in place.
-        status, deadline = _reap(proc, terminal, deadline)
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                if status is not None:  # exited; what still holds its stdout dies with its group
-                    return gathered.data(), status
-                raise _timed_out(name, timeout)
-            watched = [fd for fd in (out, err) if fd >= 0]
-            ready = select.select([*watched, wakeup], [], [], remaining)[0]
-            if wakeup in ready:
-                with contextlib.suppress(BlockingIOError):
-                    os.read(wakeup, 512)
-                if status is None:
-                    status, deadline = _reap(proc, terminal, deadline)
-            out = _read_ready(out, ready, gathered.add)
-            err = _read_ready(err, ready, lambda chunk: errors.extend(chunk[: max(0, MAX_SOURCE_BYTES - len(errors))]))
-            if out < 0 and err < 0 and status is not None:
-                return gathered.data(), status
-
-
-def _read_ready(fd: int, ready: list[int], add: Callable[[bytes], None]) -> int:
-    """Read FD when READY holds it, and hand the chunk to ADD; return FD, or -1 once it is at its end."""
-    if fd < 0 or fd not in ready:
-        return fd
-    chunk = os.read(fd, 65536)
-    add(chunk)
-    return fd if chunk else -1
-
-
-def _reap(proc: subprocess.Popen[bytes], terminal: Terminal | None, deadline: float) -> tuple[int | None, float]:
-    """Collect the command's exit status, or follow it into a stop; return the status and the deadline."""
-    while True:
-        pid, wait_status = os.waitpid(proc.pid, os.WNOHANG | os.WUNTRACED)
-        if pid == 0:
-            return None, deadline
-        if not os.WIFSTOPPED(wait_status):
-            proc.returncode = os.waitstatus_to_exitcode(wait_status)
-            # Its stdout is read LINGER_SECONDS more at most: a job it left behind may hold it.
-            return proc.returncode, min(deadline, time.monotonic() + LINGER_SECONDS)
-        stopped = time.monotonic()
-        _stop_too(proc.pid, terminal)
-        deadline += time.monotonic() - stopped
-
-
-def _stop_too(pgid: int, terminal: Terminal | None) -> None:
-    """The command stopped (Ctrl-Z): stop azexec as well, and resume both on `fg`."""
-    if terminal is not None:
-        _give_terminal(terminal.fd, os.getpgrp())
-    # The shell sees its job stop, and gives back the prompt.
-    os.kill(os.getpid(), signal.SIGTSTP)
-    # Continued: by `fg` (the terminal is ours again) or `bg`.
-    if terminal is not None and _owns(terminal.fd):
-        _give_terminal(terminal.fd, pgid)
-    with contextlib.suppress(OSError):
-        os.killpg(pgid, signal.SIGCONT)
 
 
 def _failed(name: _Named, status: int, hint: str) -> TokenSourceError:
@@ -318,84 +177,6 @@ def _timed_out(name: _Named, timeout: float) -> TokenSourceError:
         f"{name.label} did not finish within {timeout:g}s and was killed",
         "check that it runs on its own, or raise --token-cmd-timeout",
     )
-
-
-def _become_job(terminal: Terminal | None, mask: set[int | signal.Signals]) -> None:
-    """In the child, before exec: a process group of its own, in the terminal's foreground.
-
-    Taking the terminal here, as shells do, means the command owns it before
-    it can print a prompt: a Ctrl-C at that prompt reaches the command.
-    """
-    os.setpgid(0, 0)
-    if terminal is not None:
-        _give_terminal(terminal.fd, os.getpgrp())
-    # The parent holds off the stopping signals around the spawn; the command must not.
-    signal.pthread_sigmask(signal.SIG_SETMASK, mask)
-
-
-def _give_terminal(fd: int, pgid: int) -> None:
-    """Make PGID the terminal's foreground group, even from the background."""
-    # tcsetpgrp from a background group raises SIGTTOU unless it is blocked.
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTTOU})
-    try:
-        with contextlib.suppress(OSError):
-            os.tcsetpgrp(fd, pgid)
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
-
-
-def _owns(fd: int) -> bool:
-    try:
-        return os.tcgetpgrp(fd) == os.getpgrp()
-    except OSError:
-        return False
-
-
-def _foreground_terminal() -> Terminal | None:
-    """Return azexec's controlling terminal when azexec is in its foreground."""
-    try:
-        fd = os.open("/dev/tty", os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
-    except OSError:
-        return None
-    if not _owns(fd):
-        os.close(fd)
-        return None
-    # tcgetpgrp answers only for the controlling terminal: stdin is that terminal.
-    return Terminal(fd, is_stdin=os.isatty(0) and _owns(0))
-
-
-@contextlib.contextmanager
-def _in_foreground(terminal: Terminal | None) -> Iterator[None]:
-    """Take the terminal back for azexec when the command is done, however it ended."""
-    try:
-        yield
-    finally:
-        if terminal is not None:
-            _give_terminal(terminal.fd, os.getpgrp())
-
-
-@contextlib.contextmanager
-def _stopping_raises() -> Iterator[None]:
-    """Turn a signal that would end azexec into Terminated, so the command's group is killed first."""
-
-    def handler(signum: int, frame: object) -> None:
-        raise Terminated(signum)
-
-    previous = {number: signal.signal(number, handler) for number in signals("stop")}
-    try:
-        yield
-    finally:
-        for number, action in previous.items():
-            signal.signal(number, action)
-
-
-def _kill_group(proc: subprocess.Popen[bytes]) -> None:
-    """Kill the command and everything in its process group, then reap it."""
-    with contextlib.suppress(OSError):
-        os.killpg(proc.pid, signal.SIGKILL)
-    if proc.returncode is None:
-        with contextlib.suppress(ChildProcessError):
-            proc.wait()
 
 
 def _signal_name(number: int) -> str:

@@ -20,18 +20,17 @@ import os
 import random
 import shutil
 import signal
-import ssl
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+from fakearm import FakeArm, self_signed, subscription  # noqa: E402 - the tests' own fake, found through ROOT
+
 TENANT = "00000000-0000-4000-8000-000000000001"
 SUBSCRIPTION = "d1b1c1a1-0000-4000-8000-00000000abcd"
 CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "azexec-tests"
@@ -45,41 +44,11 @@ sys.stdout.write(jwt.encode(claims, "bench-key-not-a-secret-0123456789abcdef", a
 """
 
 
-class Arm(BaseHTTPRequestHandler):
-    """The two answers az group list needs: the subscriptions (for az login) and the resource groups."""
-
-    def do_GET(self) -> None:
-        path = self.path.split("?")[0].rstrip("/").lower()
-        if path == "/subscriptions":
-            sub = {"id": f"/subscriptions/{SUBSCRIPTION}", "subscriptionId": SUBSCRIPTION, "tenantId": TENANT}
-            body: Any = {"value": [{**sub, "displayName": "bench", "state": "Enabled"}]}
-        else:
-            body = {"value": [{"id": f"{path}/rg-bench", "name": "rg-bench", "location": "westeurope"}]}
-        data = json.dumps(body).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-
-def start_arm(work: Path) -> tuple[ThreadingHTTPServer, str, Path]:
-    cert, key = work / "cert.pem", work / "key.pem"
-    subprocess.run(
-        [shutil.which("openssl") or "openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes",
-         "-keyout", str(key), "-out", str(cert), "-days", "1", "-subj", "/CN=127.0.0.1",
-         "-addext", "subjectAltName=IP:127.0.0.1"],
-        check=True, capture_output=True,
-    )  # fmt: skip
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Arm)
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(cert, key)
-    server.socket = context.wrap_socket(server.socket, server_side=True)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server, f"https://127.0.0.1:{server.server_address[1]}/", cert
+def start_arm(work: Path) -> tuple[FakeArm, str, Path]:
+    """Start the tests' fake Resource Manager (tests/fakearm.py) over TLS, listing the bench's subscription."""
+    cert, key = self_signed(work)
+    arm = FakeArm(cert, key, [subscription(SUBSCRIPTION, TENANT)])
+    return arm, arm.url, cert
 
 
 def az_config(config: Path, arm_url: str) -> None:
@@ -98,7 +67,7 @@ def timed(argv: list[str], env: dict[str, str]) -> float:
     started = time.perf_counter()
     result = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
     elapsed = time.perf_counter() - started
-    if result.returncode != 0 or "rg-bench" not in result.stdout:
+    if result.returncode != 0 or "rg-fake" not in result.stdout:
         sys.exit(f"bench: {argv[0]} failed ({result.returncode}): {result.stderr[-800:]}")
     return elapsed
 
@@ -113,7 +82,7 @@ def main() -> None:
 
     azexec = str(Path(sys.executable).with_name("azexec"))
     work = Path(tempfile.mkdtemp(prefix="azexec-bench-az-"))
-    server, arm_url, cert = start_arm(work)
+    arm, arm_url, cert = start_arm(work)
     token = subprocess.run([sys.executable, "-c", TOKEN_CODE], check=True, capture_output=True, text=True).stdout
     token_file = work / "token"
     token_file.write_text(token)
@@ -161,7 +130,7 @@ def main() -> None:
     finally:
         holder.send_signal(signal.SIGTERM)
         holder.wait()
-        server.shutdown()
+        arm.close()
         shutil.rmtree(work, ignore_errors=True)
 
     version = subprocess.run([str(args.az / "az"), "version", "-o", "json"], capture_output=True, text=True, env=base)

@@ -59,10 +59,9 @@ def make_token(*, lifetime: float = 3600, drop: tuple[str, ...] = (), **claims: 
     return jwt.encode(payload, "test-key-that-is-long-enough-for-hs256!", algorithm="HS256")
 
 
-#: The real az releases the suite runs, newest first: 2.91.0; 2.72.0, the last before az's managed-identity
-#: login moved to MSAL (it speaks App Service's 2017 protocol); 2.50.0, the oldest --az-login claims.
-#: scripts/install-test-tools installs each (a test keeps the two lists equal).
-AZ_VERSIONS = ("2.91.0", "2.72.0", "2.50.0")
+#: The real az releases the suite runs, newest first, from the one list scripts/install-test-tools installs.
+AZ_RELEASES = Path(__file__).parent / "az-releases.txt"
+AZ_VERSIONS = tuple(line for line in AZ_RELEASES.read_text().split("\n") if line and not line.startswith("#"))
 AZ_VERSION = AZ_VERSIONS[0]
 
 
@@ -70,17 +69,6 @@ def az_bin(version: str) -> Path:
     """The bin directory of the cached virtualenv holding azure-cli VERSION."""
     cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
     return cache / "azexec-tests" / f"azure-cli-{version}" / "bin"
-
-
-def self_signed(where: Path) -> tuple[Path, Path]:
-    """Make a self-signed certificate for 127.0.0.1 in WHERE; return the certificate and key files."""
-    cert, key = where / "cert.pem", where / "key.pem"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
-         "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
-        check=True, capture_output=True, timeout=60,
-    )  # fmt: skip
-    return cert, key
 
 
 def nearly_expired(**claims: Any) -> str:
@@ -266,6 +254,14 @@ def held(token: str, *, source: TokenSource | None = None, policy: TokenPolicy |
     policy = policy or TokenPolicy(tenants=(Tenant(TENANT, "the test"),))
     source = source or sources.Variable("NOT_READ_AGAIN", {}, label="--token-env")
     return Provider(first, source=source, policy=policy, jobs=Jobs())
+
+
+def added_by(part: Part, env: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Start PART in ENV and stop it at once, whatever happens; return COMMAND's environment with what it added."""
+    try:
+        return start_part(part, env)
+    finally:
+        part.stop(0)
 
 
 def start_part(part: Part, env: Mapping[str, str] | None = None) -> dict[str, str]:

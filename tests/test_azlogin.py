@@ -12,15 +12,12 @@ import json
 import os
 import shutil
 import signal
-import ssl
 import subprocess
-import threading
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 
 import pytest
+from fakearm import FakeArm, self_signed, subscription
 from helpers import (
     AZ_VERSIONS,
     AZEXEC,
@@ -34,7 +31,6 @@ from helpers import (
     make_token,
     mint_command,
     run,
-    self_signed,
     wait_until,
     write_private,
 )
@@ -43,67 +39,7 @@ pytestmark = pytest.mark.slow
 
 SUBSCRIPTION = "d1b1c1a1-0000-4000-8000-00000000abcd"
 SECOND_SUBSCRIPTION = "d1b1c1a1-0000-4000-8000-00000000beef"
-
-
-class FakeArm:
-    """Azure Resource Manager as az sees it: subscriptions and resource groups, each request recorded."""
-
-    def __init__(self, certificate: Path, key: Path) -> None:
-        self.requests: list[dict[str, str]] = []
-        #: Raw bodies answered to the first listings of subscriptions, in order (a hostile Resource Manager).
-        self.first_listings: list[bytes] = []
-        arm = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                arm.requests.append({"path": self.path, "authorization": self.headers.get("Authorization", "")})
-                path = self.path.split("?")[0].rstrip("/").lower()
-                if path == "/subscriptions":
-                    body: Any = {"value": [_subscription(SUBSCRIPTION), _subscription(SECOND_SUBSCRIPTION)]}
-                elif path.endswith("/resourcegroups"):
-                    body = {"value": [{"id": f"{path}/rg-fake", "name": "rg-fake", "location": "westeurope"}]}
-                else:
-                    body = {"error": {"code": "NotFound", "message": "not faked"}}
-                data = json.dumps(body).encode()
-                if path == "/subscriptions" and arm.first_listings:
-                    data = arm.first_listings.pop(0)
-                self.send_response(200 if "error" not in body else 404)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.load_cert_chain(certificate, key)
-        self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
-        self.url = f"https://127.0.0.1:{self.server.server_address[1]}/"
-        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
-        self.thread.start()
-
-    def bearer_hashes(self) -> set[str]:
-        """The sha256 of every bearer token ARM was sent (the metadata probe of `cloud register` sends none)."""
-        return {_sha(r["authorization"].removeprefix("Bearer ")) for r in self.requests if r["authorization"]}
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
-def _subscription(sid: str) -> dict[str, Any]:
-    subscription = {
-        "id": f"/subscriptions/{sid}",
-        "subscriptionId": sid,
-        "tenantId": TENANT,
-        "displayName": sid[-4:],
-        "state": "Enabled",
-    }
-    if sid == SECOND_SUBSCRIPTION:  # as real ARM lists one managed through Azure Lighthouse
-        subscription["managedByTenants"] = [{"tenantId": "99999999-0000-4000-8000-000000000009"}]
-    return subscription
+LIGHTHOUSE = "99999999-0000-4000-8000-000000000009"
 
 
 def _sha(text: str) -> str:
@@ -118,7 +54,9 @@ def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 
 @pytest.fixture
 def arm(certificate: tuple[Path, Path]) -> Iterator[FakeArm]:
-    fake = FakeArm(*certificate)
+    # The second as real ARM lists one managed through Azure Lighthouse.
+    listed = [subscription(SUBSCRIPTION, TENANT), subscription(SECOND_SUBSCRIPTION, TENANT, managed_by=LIGHTHOUSE)]
+    fake = FakeArm(*certificate, listed)
     try:
         yield fake
     finally:
@@ -171,9 +109,9 @@ def token_file(tmp_path: Path, token: str) -> Path:
 
 
 def test_install_test_tools_installs_every_release_the_suite_runs() -> None:
-    """scripts/install-test-tools and AZ_VERSIONS name the same releases."""
+    """scripts/install-test-tools installs the releases of the one list AZ_VERSIONS is read from."""
     script = (Path(__file__).resolve().parent.parent / "scripts" / "install-test-tools").read_text()
-    assert f"for az_version in {' '.join(AZ_VERSIONS)}; do" in script
+    assert """for az_version in $(grep -v '^#' "$(dirname "$0")/../tests/az-releases.txt"); do""" in script
 
 
 @pytest.mark.parametrize("version", AZ_VERSIONS)

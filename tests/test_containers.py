@@ -17,7 +17,8 @@ from typing import Any
 
 import pytest
 from dockerd import IMAGE, IMAGE_PYTHON, Docker, copy_distribution
-from helpers import ARM, AZ_VERSION, AZEXEC, SUBSCRIPTION, TENANT, az_bin, make_token, self_signed
+from fakearm import self_signed
+from helpers import ARM, AZ_VERSION, AZEXEC, SUBSCRIPTION, TENANT, az_bin, make_token
 from netns import Network
 
 pytestmark = [pytest.mark.slow, pytest.mark.linux_only]

@@ -18,6 +18,7 @@ import pytest
 from helpers import (
     ARM,
     TENANT,
+    added_by,
     held,
     make_token,
     mint_command,
@@ -335,8 +336,7 @@ def test_an_absolute_target_naming_another_host_is_a_400(live: Live) -> None:
 def test_both_no_proxy_spellings_hold_the_union_and_loopback() -> None:
     """NO_PROXY and no_proxy each get what the user had in either, plus loopback."""
     part = IdentityServer(held(TOKEN), tenant=TENANT, subscription=None)
-    env = start_part(part, {"NO_PROXY": "a.example", "no_proxy": ".corp.internal,a.example"})
-    part.stop(0)
+    env = added_by(part, {"NO_PROXY": "a.example", "no_proxy": ".corp.internal,a.example"})
     assert env["NO_PROXY"] == env["no_proxy"] == "a.example,.corp.internal,127.0.0.1,localhost"
 
 
@@ -488,8 +488,7 @@ def test_variables_naming_another_credential_are_removed() -> None:
         "UNRELATED": "kept",
     }
     part = IdentityServer(held(TOKEN), tenant=TENANT, subscription=None)
-    env = start_part(part, stray)
-    part.stop(0)
+    env = added_by(part, stray)
     assert {name: env.get(name) for name in stray} == {
         **dict.fromkeys(stray),
         "AZURE_TOKEN_CREDENTIALS": "ManagedIdentityCredential",
@@ -500,8 +499,7 @@ def test_variables_naming_another_credential_are_removed() -> None:
 def test_stale_terraform_ids_never_pair_with_the_token() -> None:
     """An inherited ARM_SUBSCRIPTION_ID is removed when azexec resolved none; ARM_TENANT_ID becomes the token's."""
     part = IdentityServer(held(TOKEN), tenant=TENANT, subscription=None)
-    env = start_part(part, {"ARM_SUBSCRIPTION_ID": "00000000-0000-4000-8000-00000000dead", "ARM_TENANT_ID": "stale"})
-    part.stop(0)
+    env = added_by(part, {"ARM_SUBSCRIPTION_ID": "00000000-0000-4000-8000-00000000dead", "ARM_TENANT_ID": "stale"})
     assert "ARM_SUBSCRIPTION_ID" not in env
     assert env["ARM_TENANT_ID"] == TENANT
 

@@ -75,3 +75,49 @@ def test_the_graph_is_read_from_the_package() -> None:
 def test_azexec_has_no_import_cycle() -> None:
     """Every import points down: shared pieces live below everything that uses them."""
     assert cycles(graph()) == []
+
+
+def _table_order() -> list[list[str]]:
+    """Return the modules of docs/development.md's layout table, a group per row, top to bottom."""
+    import re
+
+    page = (PACKAGE.parent / "docs" / "development.md").read_text()
+    rows = [line for line in page.splitlines() if line.startswith("| `")]
+    order: list[list[str]] = []
+    for row in rows:
+        names = re.findall(r"`([a-z_/.]+)`", row.split("|")[1])
+        group: list[str] = []
+        for name in names:
+            path = name.removeprefix("azexec/").removesuffix(".py").removesuffix("/")
+            group.append("azexec." + path.replace("/", ".").removesuffix(".__init__"))
+        order.append(group)
+    return order
+
+
+def upward(edges: dict[str, set[str]], order: list[list[str]]) -> list[tuple[str, str]]:
+    """Return each import of a module listed above it in ORDER (a row names a module, or a package and its
+    modules); a module ORDER does not list is an error of its own."""
+    rank = {name: index for index, group in enumerate(order) for name in group}
+
+    def row(module: str) -> int:
+        owner = [name for name in rank if module == name or module.startswith(name + ".")]
+        assert owner, f"{module} is not in docs/development.md's layout table"
+        return rank[max(owner, key=len)]
+
+    modules = [module for module in edges if module not in ("azexec", "azexec.__main__")]
+    rows = {module: row(module) for module in modules}
+    return [(m, t) for m in modules for t in sorted(edges[m]) if t in rows and rows[t] < rows[m]]
+
+
+def test_the_order_check_sees_an_import_upward() -> None:
+    """A module importing one listed above it is found, so silence below means something."""
+    assert upward({"azexec.a": {"azexec.b"}, "azexec.b": set()}, [["azexec.b"], ["azexec.a"]]) == [
+        ("azexec.a", "azexec.b")
+    ]
+
+
+def test_the_layout_table_lists_every_module_above_what_it_imports() -> None:
+    """docs/development.md says each module imports only what is listed below it: true of the code."""
+    order = _table_order()
+    assert len(order) > 15  # the table was read
+    assert upward(graph(), order) == []

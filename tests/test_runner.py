@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
-import ssl
 import subprocess
 import sys
 import threading
@@ -22,7 +20,8 @@ from pathlib import Path
 from typing import NamedTuple
 
 import pytest
-from helpers import AZEXEC, all_gone, base_env, make_token, self_signed, wait_until, write_private
+from fakearm import FakeArm, self_signed
+from helpers import AZEXEC, all_gone, base_env, make_token, wait_until, write_private
 
 from azexec import runner
 
@@ -95,70 +94,11 @@ def test_a_helper_past_its_deadline_is_killed_with_its_group(tmp_path: Path) -> 
 # ---------------------------------------------------------------- --az-login against a hostile Resource Manager
 
 
-class HostileArm:
-    """A TLS server on 127.0.0.1 that reads a request, then trickles an answer (a byte every 0.5 s) or stays silent.
-
-    Bounded: each connection is held 60 s at most; it stops with close().
-    """
-
-    def __init__(self, certificate: Path, key: Path, how: str) -> None:
-        self.how = how
-        self.asked = threading.Event()
-        self.stopping = threading.Event()
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.load_cert_chain(certificate, key)
-        listener = socket.create_server(("127.0.0.1", 0))
-        self.listener = context.wrap_socket(listener, server_side=True)
-        self.listener.settimeout(0.2)
-        self.url = f"https://127.0.0.1:{self.listener.getsockname()[1]}/"
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
-
-    def _serve(self) -> None:
-        while not self.stopping.is_set():
-            try:
-                connection, _ = self.listener.accept()
-            except OSError:
-                continue
-            threading.Thread(target=self._answer, args=(connection,), daemon=True).start()
-
-    def _answer(self, connection: socket.socket) -> None:
-        with connection:
-            connection.settimeout(5)
-            head = b""
-            try:
-                while b"\r\n\r\n" not in head and len(head) < 65536:
-                    chunk = connection.recv(4096)
-                    if not chunk:
-                        return
-                    head += chunk
-            except OSError:
-                return
-            self.asked.set()
-            answer = (
-                b'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 20\r\n\r\n{"value": []}       '
-            )
-            deadline = time.monotonic() + 60
-            for byte in answer if self.how == "trickles" else b"":
-                if self.stopping.wait(0.5) or time.monotonic() > deadline:
-                    return
-                try:
-                    connection.sendall(bytes([byte]))
-                except OSError:
-                    return
-            self.stopping.wait(max(0.0, deadline - time.monotonic()))
-
-    def close(self) -> None:
-        self.stopping.set()
-        self.thread.join()
-        self.listener.close()
-
-
 class Setup(NamedTuple):
     """The environment of an --az-login run against a hostile Resource Manager, and where things are recorded."""
 
     env: dict[str, str]
-    arm: HostileArm
+    arm: FakeArm
     az_ran: Path
     command_ran: Path
     runtime: Path
@@ -184,7 +124,7 @@ def _stand_in_az(prefix: Path, ran: Path) -> Path:
 @pytest.fixture(params=["trickles", "silent"])
 def hostile(request: pytest.FixtureRequest, tmp_path: Path, certificate: tuple[Path, Path]) -> Iterator[Setup]:
     """--az-login's world: a stand-in az, a user config whose cloud's Resource Manager is hostile."""
-    arm = HostileArm(*certificate, how=str(request.param))
+    arm = FakeArm(*certificate, [], how=str(request.param))
     az_ran = tmp_path / "az-ran"
     az = _stand_in_az(tmp_path / "prefix", az_ran)
     config, runtime = tmp_path / "azure", tmp_path / "runtime"
