@@ -6,7 +6,6 @@ import contextlib
 import os
 import signal
 import sys
-import time
 from collections.abc import Iterator
 from typing import NoReturn
 
@@ -49,8 +48,6 @@ QUIET_BY_DEFAULT = frozenset(
 )
 #: si_code of a signal the kernel raised itself, such as a terminal's Ctrl-C (Linux).
 SI_KERNEL = 0x80
-#: How often take_signal() looks for a pending signal while it waits with a deadline.
-PENDING_POLL_SECONDS = 0.01
 
 #: The caller's core-file limit, restored for COMMAND alone.
 _caller_core_limit: tuple[int, int] | None = None
@@ -185,24 +182,6 @@ def take_signal(numbers: set[int]) -> tuple[int, bool]:
         return info.si_signo, info.si_code == SI_KERNEL
     number = signal.sigwait(numbers)
     return number, _sent_by_terminal(number)
-
-
-def take_signal_within(numbers: set[int], timeout: float) -> tuple[int, bool] | None:
-    """Like take_signal, but wait at most TIMEOUT seconds; None when no signal came.
-
-    Portable (sigtimedwait is Linux's alone), and who sent the signal is
-    guessed as on macOS. Looks at the pending set every PENDING_POLL_SECONDS;
-    the signals stay blocked, so nothing is lost between looks.
-    """
-    deadline = time.monotonic() + timeout
-    while True:
-        if signal.sigpending() & numbers:
-            number = signal.sigwait(numbers)
-            return number, _sent_by_terminal(number)
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            return None
-        time.sleep(min(PENDING_POLL_SECONDS, remaining))
 
 
 def _sent_by_terminal(number: int) -> bool:

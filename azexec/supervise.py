@@ -27,7 +27,6 @@ from azexec.process import (
     keep_pending,
     signals,
     take_signal,
-    take_signal_within,
 )
 from azexec.program import search
 
@@ -134,30 +133,54 @@ def _wait(pid: int, waited_for: set[int], failures: Failures) -> int:
 
     When a part fails, COMMAND is stopped: SIGTERM, then SIGKILL after STOP_GRACE_SECONDS.
     """
-    stopping = False
-    while True:
-        try:
-            if not stopping:
-                number, from_terminal = take_signal(waited_for)
-            else:
-                taken = take_signal_within(waited_for, STOP_GRACE_SECONDS)
-                if taken is None:
-                    with contextlib.suppress(ProcessLookupError):
-                        os.kill(pid, signal.SIGKILL)
-                    continue
-                number, from_terminal = taken
+    grace: _Grace | None = None
+    try:
+        while True:
+            number, from_terminal = take_signal(waited_for)
             if number == signal.SIGCHLD:
-                done, status = os.waitpid(pid, os.WNOHANG)
+                done, status = grace.waitpid() if grace is not None else os.waitpid(pid, os.WNOHANG)
                 if done == pid:
                     return status
-                if failures.first is not None and not stopping:
-                    stopping = True
-                    with contextlib.suppress(ProcessLookupError):
-                        os.kill(pid, signal.SIGTERM)
+                if failures.first is not None and grace is None:
+                    grace = _Grace(pid)
             elif not from_terminal:
                 # Sent to azexec alone (kill, a supervisor): COMMAND has not had it.
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, number)
-        except ChildProcessError:
-            # Reaped elsewhere: its status is lost, and a lost status is never reported as success.
-            raise AzexecError("lost track of COMMAND's exit status", "report this as a bug in azexec") from None
+    except ChildProcessError:
+        # Reaped elsewhere: its status is lost, and a lost status is never reported as success.
+        raise AzexecError("lost track of COMMAND's exit status", "report this as a bug in azexec") from None
+    finally:
+        if grace is not None:
+            grace.timer.cancel()
+
+
+class _Grace:
+    """COMMAND is told to stop (SIGTERM) and, if it has not exited STOP_GRACE_SECONDS later, killed.
+
+    The kill comes from a timer, so the signal loop goes on waiting on signals alone (no polling); it
+    never hits another process: COMMAND's pid stays its own until it is reaped, under the same lock.
+    """
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.lock = threading.Lock()
+        self.reaped = False
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+        self.timer = threading.Timer(STOP_GRACE_SECONDS, self._kill)
+        self.timer.daemon = True
+        self.timer.start()
+
+    def _kill(self) -> None:
+        with self.lock:
+            if not self.reaped:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(self.pid, signal.SIGKILL)
+
+    def waitpid(self) -> tuple[int, int]:
+        """Reap COMMAND if it has exited (os.waitpid with WNOHANG), so that the timer can no longer kill."""
+        with self.lock:
+            done, status = os.waitpid(self.pid, os.WNOHANG)
+            self.reaped = done == self.pid
+        return done, status

@@ -333,6 +333,20 @@ def test_a_part_failing_while_command_runs_stops_it_and_exits_125(token: str, tm
     assert all_gone([int(pid_file.read_text())])
 
 
+def test_a_command_ignoring_sigterm_after_a_part_failed_is_killed_after_the_grace(token: str, tmp_path: Path) -> None:
+    """COMMAND ignores the SIGTERM a failed part brings: STOP_GRACE_SECONDS later it is killed; azexec exits 125."""
+    pid_file = tmp_path / "pid"
+    command = f"trap '' TERM; echo $$ > {pid_file}; echo hello; exec sleep 300"
+    with open("/dev/full", "wb") as full:
+        proc = subprocess.run(
+            [AZEXEC, "--mask", "--token-env", "T", "--", "sh", "-c", command],
+            env=base_env(T=token), stdin=subprocess.DEVNULL, stdout=full, stderr=subprocess.PIPE, timeout=60,
+            check=False,
+        )  # fmt: skip
+    assert proc.returncode == 125, proc.stderr
+    assert all_gone([int(pid_file.read_text())])
+
+
 #: Signals whose default action ends a process, beyond the usual ones: resident mode forwards them, as exec would.
 #: Linux's own signals (macOS has no real-time signals, SIGPWR or SIGSTKFLT): left out under --surface=macos.
 LINUX_SIGNALS = ["SIGPWR", "SIGSTKFLT", "SIGRTMIN", "SIGRTMIN+5", "SIGRTMAX"]
