@@ -348,12 +348,37 @@ class Deadlined:
 # ---------------------------------------------------------------- a job at the terminal: the first token command
 
 
-class Terminal(NamedTuple):
-    """The controlling terminal, when azexec is in its foreground."""
+class _Tty:
+    """azexec's controlling terminal, as a job's hand-offs need it.
 
-    fd: int
-    #: Whether stdin is that terminal (then the job may read it).
-    is_stdin: bool
+    The terminal moves only from a group that holds it: to the job from azexec, back to azexec
+    from the job. A shell that took it back (the job was put in the background) keeps it.
+    """
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        #: azexec's own process group.
+        self.ours = os.getpgrp()
+        #: Whether stdin is this terminal (then the job reads it, as a shell's job would).
+        self.is_stdin = _controls(0)
+        #: The job's process group, once started.
+        self.job = 0
+        #: Whether the job ever held the terminal (a Ctrl-C or Ctrl-\ at its prompt is then the user's).
+        self.handed = False
+
+    def holder(self) -> int | None:
+        """Return the terminal's foreground process group."""
+        try:
+            return os.tcgetpgrp(self.fd)
+        except OSError:
+            return None
+
+    def hand(self, to: int, *, held_by: int) -> None:
+        """Give the terminal to group TO, only if group HELD_BY holds it now."""
+        if self.holder() == held_by:
+            _give_terminal(self.fd, to)
+        if to == self.job and self.holder() == self.job:
+            self.handed = True
 
 
 class Job(NamedTuple):
@@ -379,14 +404,14 @@ def run_job(
     straight to the user. Within TIMEOUT (its step's deadline at most); a stop signal ends it at
     once (Terminated), its group killed. Raise OSError or ValueError when it cannot start.
     """
-    terminal = _foreground_terminal()
+    tty = _controlling_terminal()
     try:
-        with stop_signals_raise(), _in_foreground(terminal):
-            status = _run_job(list(argv), env, terminal, budget(timeout)[0], take, errors)
-            return Job(status, terminal is not None)
+        with stop_signals_raise(), _taken_back(tty):
+            status = _run_job(list(argv), env, tty, budget(timeout)[0], take, errors)
+            return Job(status, tty is not None and tty.handed)
     finally:
-        if terminal is not None:
-            os.close(terminal.fd)
+        if tty is not None:
+            os.close(tty.fd)
 
 
 class _PastDeadline(Exception):
@@ -396,7 +421,7 @@ class _PastDeadline(Exception):
 def _run_job(
     argv: list[str],
     env: Mapping[str, str],
-    terminal: Terminal | None,
+    tty: _Tty | None,
     timeout: float,
     take: Callable[[bytes], None],
     errors: bytearray | None,
@@ -412,21 +437,22 @@ def _run_job(
             env=env,
             # A prompt for a password or PIN needs the terminal; otherwise the
             # job must not eat input meant for COMMAND.
-            stdin=None if terminal is not None and terminal.is_stdin else subprocess.DEVNULL,
+            stdin=None if tty is not None and tty.is_stdin else subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE if errors is not None else None,
-            preexec_fn=lambda: _become_job(terminal, original_mask),  # azexec has no threads yet
+            preexec_fn=lambda: _become_job(tty, original_mask),  # azexec has no threads yet
         )
     except BaseException:
         signal.pthread_sigmask(signal.SIG_UNBLOCK, blocked)
         raise
     assert proc.stdout is not None
     try:
-        if terminal is not None:
-            _give_terminal(terminal.fd, proc.pid)  # as shells do, from both sides
+        if tty is not None:
+            tty.job = proc.pid
+            tty.hand(proc.pid, held_by=tty.ours)  # as shells do, from both sides
         # A signal held off since before the spawn is acted on here, and kills the group.
         signal.pthread_sigmask(signal.SIG_UNBLOCK, blocked)
-        status: int | None = _collect(proc, terminal, timeout, take, errors)
+        status: int | None = _collect(proc, tty, timeout, take, errors)
     except _PastDeadline:
         status = None
     except BaseException:
@@ -461,7 +487,7 @@ class _Wakeup:
 
 def _collect(
     proc: Any,
-    terminal: Terminal | None,
+    tty: _Tty | None,
     timeout: float,
     take: Callable[[bytes], None],
     errors: bytearray | None,
@@ -476,7 +502,7 @@ def _collect(
     deadline = time.monotonic() + timeout
     with _Wakeup() as wakeup:
         # It may have ended before the handler was in place.
-        status, deadline = _reap(proc, terminal, deadline)
+        status, deadline = _reap(proc, tty, deadline)
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -489,7 +515,7 @@ def _collect(
                 with contextlib.suppress(BlockingIOError):
                     os.read(wakeup, 512)
                 if status is None:
-                    status, deadline = _reap(proc, terminal, deadline)
+                    status, deadline = _reap(proc, tty, deadline)
             out = _read_ready(out, ready, take)
             err = _read_ready(err, ready, lambda chunk: kept.extend(chunk[: max(0, MAX_KEPT - len(kept))]))
             if out < 0 and err < 0 and status is not None:
@@ -505,7 +531,7 @@ def _read_ready(fd: int, ready: list[int], add: Callable[[bytes], None]) -> int:
     return fd if chunk else -1
 
 
-def _reap(proc: Any, terminal: Terminal | None, deadline: float) -> tuple[int | None, float]:
+def _reap(proc: Any, tty: _Tty | None, deadline: float) -> tuple[int | None, float]:
     """Collect the job's exit status, or follow it into a stop; return the status and the deadline."""
     while True:
         pid, wait_status = os.waitpid(proc.pid, os.WNOHANG | os.WUNTRACED)
@@ -516,32 +542,39 @@ def _reap(proc: Any, terminal: Terminal | None, deadline: float) -> tuple[int | 
             # Its stdout is read LINGER_SECONDS more at most: a job it left behind may hold it.
             return int(proc.returncode), min(deadline, time.monotonic() + LINGER_SECONDS)
         stopped = time.monotonic()
-        _stop_too(proc.pid, terminal)
+        _stop_too(proc.pid, os.WSTOPSIG(wait_status), tty)
         deadline += time.monotonic() - stopped
 
 
-def _stop_too(pgid: int, terminal: Terminal | None) -> None:
-    """The job stopped (Ctrl-Z): stop azexec as well, and resume both on `fg`."""
-    if terminal is not None:
-        _give_terminal(terminal.fd, os.getpgrp())
+def _stop_too(pgid: int, number: int, tty: _Tty | None) -> None:
+    """The job stopped (Ctrl-Z, or input wanted in the background: NUMBER): stop azexec the same way, so the
+    shell shows its job stopped; when continued, hand the terminal on if azexec is in the foreground now."""
+    if number in (signal.SIGTTIN, signal.SIGTTOU) and tty is not None and tty.holder() == tty.ours:
+        # It wants the terminal azexec's group holds (brought to the foreground meanwhile): it is its to have.
+        tty.hand(pgid, held_by=tty.ours)
+        with contextlib.suppress(OSError):
+            os.killpg(pgid, signal.SIGCONT)
+        return
+    if tty is not None:
+        tty.hand(tty.ours, held_by=pgid)
     # The shell sees its job stop, and gives back the prompt.
-    os.kill(os.getpid(), signal.SIGTSTP)
-    # Continued: by `fg` (the terminal is ours again) or `bg`.
-    if terminal is not None and _owns(terminal.fd):
-        _give_terminal(terminal.fd, pgid)
+    os.kill(os.getpid(), number if number in (signal.SIGTTIN, signal.SIGTTOU) else signal.SIGTSTP)
+    # Continued: by `fg` (the terminal is azexec's group's now) or `bg` (the shell keeps it).
+    if tty is not None:
+        tty.hand(pgid, held_by=tty.ours)
     with contextlib.suppress(OSError):
         os.killpg(pgid, signal.SIGCONT)
 
 
-def _become_job(terminal: Terminal | None, mask: set[int | signal.Signals]) -> None:
-    """In the child, before exec: a process group of its own, in the terminal's foreground.
+def _become_job(tty: _Tty | None, mask: set[int | signal.Signals]) -> None:
+    """In the child, before exec: a process group of its own, in the terminal's foreground if azexec's group has it.
 
-    Taking the terminal here, as shells do, means the command owns it before
-    it can print a prompt: a Ctrl-C at that prompt reaches the job.
+    Taking the terminal here, as shells do, means the job owns it before it can
+    print a prompt: a Ctrl-C at that prompt reaches the job.
     """
     os.setpgid(0, 0)
-    if terminal is not None:
-        _give_terminal(terminal.fd, os.getpgrp())
+    if tty is not None and tty.holder() == tty.ours:
+        _give_terminal(tty.fd, os.getpgrp())
     # The parent holds off the stopping signals around the spawn; the job must not.
     signal.pthread_sigmask(signal.SIG_SETMASK, mask)
 
@@ -557,34 +590,36 @@ def _give_terminal(fd: int, pgid: int) -> None:
         signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
-def _owns(fd: int) -> bool:
+def _controls(fd: int) -> bool:
+    """Tell whether FD is azexec's controlling terminal (tcgetpgrp answers only for that one)."""
     try:
-        return os.tcgetpgrp(fd) == os.getpgrp()
+        os.tcgetpgrp(fd)
     except OSError:
         return False
+    return True
 
 
-def _foreground_terminal() -> Terminal | None:
-    """Return azexec's controlling terminal when azexec is in its foreground."""
+def _controlling_terminal() -> _Tty | None:
+    """Return azexec's controlling terminal, in the foreground or not; None without one."""
     try:
         fd = os.open("/dev/tty", os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
     except OSError:
         return None
-    if not _owns(fd):
-        os.close(fd)
-        return None
-    # tcgetpgrp answers only for the controlling terminal: stdin is that terminal.
-    return Terminal(fd, is_stdin=os.isatty(0) and _owns(0))
+    return _Tty(fd)
 
 
 @contextlib.contextmanager
-def _in_foreground(terminal: Terminal | None) -> Iterator[None]:
-    """Take the terminal back for azexec when the job is done, however it ended."""
+def _taken_back(tty: _Tty | None) -> Iterator[None]:
+    """Take the terminal back for azexec when the job is done, however it ended, if the job still holds it.
+
+    Never from a shell that took it back: azexec put in the background (Ctrl-Z, `bg`) must not
+    make itself the terminal's foreground (the shell would read end-of-file and exit).
+    """
     try:
         yield
     finally:
-        if terminal is not None:
-            _give_terminal(terminal.fd, os.getpgrp())
+        if tty is not None and tty.job:
+            tty.hand(tty.ours, held_by=tty.job)
 
 
 def _kill_group(proc: Any) -> None:

@@ -138,7 +138,10 @@ def _wait(pid: int, waited_for: set[int], failures: Failures) -> int:
         while True:
             number, from_terminal = take_signal(waited_for)
             if number == signal.SIGCHLD:
-                done, status = grace.waitpid() if grace is not None else os.waitpid(pid, os.WNOHANG)
+                done, status = grace.waitpid() if grace is not None else os.waitpid(pid, os.WNOHANG | os.WUNTRACED)
+                if done == pid and os.WIFSTOPPED(status):
+                    _stop_with(pid, os.WSTOPSIG(status))
+                    continue
                 if done == pid:
                     return status
                 if failures.first is not None and grace is None:
@@ -153,6 +156,15 @@ def _wait(pid: int, waited_for: set[int], failures: Failures) -> int:
     finally:
         if grace is not None:
             grace.timer.cancel()
+
+
+def _stop_with(pid: int, number: int) -> None:
+    """COMMAND stopped by itself (ssh's ~^Z, a program that suspends only itself): stop azexec with the same
+    signal, as exec would have shown the shell, which then takes the terminal back and shows the job stopped;
+    once continued (`fg`, `bg`), continue COMMAND too: it shares azexec's process group, and the terminal."""
+    os.kill(os.getpid(), number)
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGCONT)
 
 
 class _Grace:

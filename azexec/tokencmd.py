@@ -23,8 +23,9 @@ from azexec.process import signals
 from azexec.redact import STDIN_HINT, show
 from azexec.say import raw
 
-#: A shell's status for a program that ended on Ctrl-C (bash's `read`, many CLIs).
-INTERRUPTED_STATUS = 128 + signal.SIGINT
+#: The signals a terminal's keys send (Ctrl-C, Ctrl-\\): a job at its prompt that ended on one of them, or with
+#: a shell's status for one (bash's `read`, many CLIs: 128 + the number), ends azexec the same way.
+KEYED_SIGNALS = (signal.SIGINT, signal.SIGQUIT)
 
 
 #: In an argument of --token-cmd, replaced by the resource a token is wanted for.
@@ -132,13 +133,22 @@ def run(command: str, timeout: float, resource: str, *, label: str, mask_stderr:
         pass_on(bytes(errors or b""), output.data().strip())
     if job.status is None:
         raise _timed_out(name, runner.budget(timeout)[1])
-    if job.at_terminal and job.status in (-signal.SIGINT, INTERRUPTED_STATUS):
-        # The user pressed Ctrl-C at its prompt: stop as a plain program would,
+    typed = _typed_at_prompt(job.status) if job.at_terminal else None
+    if typed is not None:
+        # The user pressed Ctrl-C (or Ctrl-\\) at its prompt: stop as a plain program would,
         # so that a shell loop or `make -k` stops too.
-        raise Terminated(signal.SIGINT)
+        raise Terminated(typed)
     if job.status != 0:
         raise _failed(name, job.status, "see its messages above")
     return Ran(output.data(), bytes(errors) if errors is not None else None)
+
+
+def _typed_at_prompt(status: int | None) -> int | None:
+    """Return the terminal key's signal a job's STATUS tells of, or None."""
+    for number in KEYED_SIGNALS:
+        if status in (-number, 128 + number):
+            return int(number)
+    return None
 
 
 def pass_on(errors: bytes | None, *known: bytes) -> None:

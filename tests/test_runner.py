@@ -145,6 +145,7 @@ def hostile(request: pytest.FixtureRequest, tmp_path: Path, certificate: tuple[P
         arm.close()
 
 
+@pytest.mark.slow
 def test_a_hostile_resource_manager_ends_within_the_stated_timeout(hostile: Setup, tmp_path: Path) -> None:
     """Trickling or silent: 125 and one line naming the stated timeout, within it (and start-up); no az, no COMMAND.
 
@@ -187,6 +188,7 @@ def _stopped(setup: Setup, argv: list[str], stop: int, ready: Callable[[], bool]
             proc.wait()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_a_stop_signal_during_the_listing_ends_azexec_at_once(hostile: Setup, tmp_path: Path, stop: int) -> None:
     """TERM or INT while azexec waits for Resource Manager: it dies of the signal; no az, no COMMAND, no directory."""
@@ -198,6 +200,7 @@ def test_a_stop_signal_during_the_listing_ends_azexec_at_once(hostile: Setup, tm
     assert list(hostile.runtime.iterdir()) == []
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_a_stop_signal_during_the_token_command_for_the_listing_ends_azexec(
     hostile: Setup, tmp_path: Path, stop: int
