@@ -373,6 +373,18 @@ class _Tty:
         except OSError:
             return None
 
+    def claim_for_job(self) -> None:
+        """Make the job the terminal's foreground group, stopping azexec (SIGTTOU) until it may."""
+        previous = signal.signal(signal.SIGTTOU, signal.SIG_DFL)
+        mask = signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTTOU})
+        try:
+            with contextlib.suppress(OSError):
+                os.tcsetpgrp(self.fd, self.job)
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+            signal.signal(signal.SIGTTOU, previous)
+        self.handed = self.handed or self.holder() == self.job
+
     def hand(self, to: int, *, held_by: int) -> None:
         """Give the terminal to group TO, only if group HELD_BY holds it now."""
         if self.holder() == held_by:
@@ -549,9 +561,11 @@ def _reap(proc: Any, tty: _Tty | None, deadline: float) -> tuple[int | None, flo
 def _stop_too(pgid: int, number: int, tty: _Tty | None) -> None:
     """The job stopped (Ctrl-Z, or input wanted in the background: NUMBER): stop azexec the same way, so the
     shell shows its job stopped; when continued, hand the terminal on if azexec is in the foreground now."""
-    if number in (signal.SIGTTIN, signal.SIGTTOU) and tty is not None and tty.holder() == tty.ours:
-        # It wants the terminal azexec's group holds (brought to the foreground meanwhile): it is its to have.
-        tty.hand(pgid, held_by=tty.ours)
+    if number in (signal.SIGTTIN, signal.SIGTTOU) and tty is not None:
+        # It wants the terminal: claim it for the job as a background job would, with SIGTTOU at its default.
+        # While azexec is in the background the kernel stops it there and then (the shell shows the job
+        # stopped); once `fg` brings it to the foreground the call goes through. No check-then-act race.
+        tty.claim_for_job()
         with contextlib.suppress(OSError):
             os.killpg(pgid, signal.SIGCONT)
         return

@@ -76,17 +76,20 @@ def test_a_pin_prompt_started_in_the_background_is_answered_after_fg(
     pin = tmp_path / "pin.sh"
     pin.write_text(f'printf "PIN: " >&2; read pin; test "$pin" = 1234 && echo "unlocked-$1" >&2 && cat {token}\n')
     term = _shell(terminal, "bash", tmp_path)
-    term.send(f"sh {pin} plain > /dev/null &\n")
-    term.expect("PIN: ")
-    term.send("fg\n")
-    term.send("1234\n")
+    # Say at once when a background job stops, as a user sees it before typing fg.
+    term.send("set -b\n")
     term.expect(PROMPT)
-    term.output = b""
-    term.send(f'"{AZEXEC}" --token-cmd "sh {pin} azexec" -- printenv AZURE_CLI_TENANT_ID &\n')
-    term.expect("PIN: ")
-    term.send("fg\n")
-    term.send("1234\n")
-    term.expect(TENANT)
+    for line, done in (
+        (f"sh {pin} plain > /dev/null &", "unlocked-plain"),
+        (f'"{AZEXEC}" --token-cmd "sh {pin} azexec" -- printenv AZURE_CLI_TENANT_ID &', TENANT),
+    ):
+        term.output = b""
+        term.send(line + "\n")
+        term.expect("PIN: ")
+        term.expect("Stopped")
+        term.send("fg\n")
+        term.send("1234\n")
+        term.expect(done)
     _alive(term, "after")
     term.send("exit\n")
     assert term.finish() == 0
