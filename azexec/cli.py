@@ -326,7 +326,7 @@ def _shell() -> list[str]:
     from azexec import launch
 
     if not os.isatty(0):
-        raise click.UsageError("no COMMAND given (a shell starts only when stdin is a terminal)")
+        raise UsageError("no COMMAND given (a shell starts only when stdin is a terminal)")
     return launch.default_shell(os.environ)
 
 
