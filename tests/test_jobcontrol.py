@@ -9,6 +9,7 @@ and Ctrl-\\ at a token command's prompt ends azexec with SIGQUIT.
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 from collections.abc import Callable
@@ -49,13 +50,17 @@ def test_ctrl_z_then_bg_while_a_token_command_runs_leaves_the_shell_alone(
     token = write_private(tmp_path / "token", make_token())
     term = _shell(terminal, shell, tmp_path)
     for tag, line in {
-        "plain": "sh -c 'touch {dir}/started-plain; sleep 2; touch {dir}/done-plain'",
-        "azexec": f'"{AZEXEC}" --token-cmd "sh -c \'touch {{dir}}/started-azexec; sleep 2; cat {token}\'"'
+        "plain": "sh -c 'echo $$ > {dir}/started-plain; sleep 2; touch {dir}/done-plain'",
+        "azexec": f'"{AZEXEC}" --token-cmd "sh -c \'echo \\$\\$ > {{dir}}/started-azexec; sleep 2; cat {token}\'"'
         " -- sh -c 'touch {dir}/done-azexec'",
     }.items():
         term.output = b""
         term.send(line.format(dir=tmp_path) + "\n")
-        wait_until((tmp_path / f"started-{tag}").exists, what=f"the {tag} job's start")
+        started = tmp_path / f"started-{tag}"
+        wait_until(lambda path=started: path.exists() and path.read_text().strip(), what=f"the {tag} job's start")
+        # Ctrl-Z once the job (for azexec, its token command) holds the terminal, as a user presses it.
+        job = int(started.read_text())
+        wait_until(lambda pgid=job: os.tcgetpgrp(term.master) == pgid, what=f"the {tag} job holding the terminal")
         term.send("\x1a")
         term.expect("Stopped")
         term.send("bg\n")
