@@ -314,10 +314,17 @@ def test_command_runs_with_a_closed_stream_still_closed(mode: list[str], closed:
     assert marker.exists()
 
 
-def test_a_part_failing_while_command_runs_stops_it_and_exits_125(token: str, tmp_path: Path) -> None:
-    """--mask cannot write COMMAND's output (/dev/full): COMMAND is stopped, azexec says why and exits 125."""
+@pytest.mark.parametrize(
+    "ignores_term", [False, True], ids=["COMMAND stops on SIGTERM", "COMMAND ignores SIGTERM: SIGKILL after the grace"]
+)
+def test_a_part_failing_while_command_runs_stops_it_and_exits_125(
+    token: str, tmp_path: Path, ignores_term: bool
+) -> None:
+    """--mask cannot write COMMAND's output (/dev/full): COMMAND is stopped (SIGTERM, and SIGKILL
+    STOP_GRACE_SECONDS later if it ignores that), azexec says why and exits 125."""
     pid_file = tmp_path / "pid"
-    command = f"echo $$ > {pid_file}; echo hello; exec sleep 300"
+    ignore = "trap '' TERM; " if ignores_term else ""
+    command = f"{ignore}echo $$ > {pid_file}; echo hello; exec sleep 300"
     with open("/dev/full", "wb") as full:
         proc = subprocess.run(
             [AZEXEC, "--mask", "--token-env", "T", "--", "sh", "-c", command],
@@ -330,20 +337,6 @@ def test_a_part_failing_while_command_runs_stops_it_and_exits_125(token: str, tm
         )
     assert proc.returncode == 125, proc.stderr
     assert proc.stderr.decode().startswith("azexec: --mask: cannot pass on COMMAND's output: No space left on device")
-    assert all_gone([int(pid_file.read_text())])
-
-
-def test_a_command_ignoring_sigterm_after_a_part_failed_is_killed_after_the_grace(token: str, tmp_path: Path) -> None:
-    """COMMAND ignores the SIGTERM a failed part brings: STOP_GRACE_SECONDS later it is killed; azexec exits 125."""
-    pid_file = tmp_path / "pid"
-    command = f"trap '' TERM; echo $$ > {pid_file}; echo hello; exec sleep 300"
-    with open("/dev/full", "wb") as full:
-        proc = subprocess.run(
-            [AZEXEC, "--mask", "--token-env", "T", "--", "sh", "-c", command],
-            env=base_env(T=token), stdin=subprocess.DEVNULL, stdout=full, stderr=subprocess.PIPE, timeout=60,
-            check=False,
-        )  # fmt: skip
-    assert proc.returncode == 125, proc.stderr
     assert all_gone([int(pid_file.read_text())])
 
 
