@@ -135,21 +135,31 @@ def run(
     sigdef: Sequence[int] = (),
     take: Callable[[bytes], None] | None = None,
     note: Note | None = None,
+    guard: contextlib.AbstractContextManager[Any] | None = None,
+    admit: Callable[[], None] | None = None,
     started: Callable[[int], None] | None = None,
 ) -> Reaped:
     """Run ARGV (the program at PATH, else found on PATH) as a helper, and wait for it: the one way azexec does.
 
     It gets a process group of its own, /dev/null for stdin, pipes for stdout and stderr, SIGMASK
-    and SIGDEF. STARTED is told its pid. It is waited for within TIMEOUT (its step's deadline at
-    most), waking on its output, its exit or a signal; TAKE sees each chunk of stdout (it may raise:
-    a source too large). At the deadline, on a stop signal or on any error its whole group is
-    killed and reaped; once it has exited its group is killed too: nothing outlives the helper.
+    and SIGDEF. Under GUARD (a lock another thread stops helpers under), ADMIT may refuse it by
+    raising, then it is spawned and STARTED is told its pid (STARTED must not raise): so whoever
+    stops helpers under GUARD either sees it tracked or stops it from starting. It is waited for
+    within TIMEOUT (its step's deadline at most), waking on its output, its exit or a signal; TAKE
+    sees each chunk of stdout (it may raise: a source too large). At the deadline, on a stop signal
+    or on any error its whole group is killed and reaped; once it has exited its group is killed
+    too: nothing outlives the helper.
     Raise OSError or ValueError (a NUL in an argument) when it cannot start.
     """
     # Held off until the helper is in hand, so that a stop signal can always kill what was started.
     previous = signal.pthread_sigmask(signal.SIG_BLOCK, signals("stop"))
     try:
-        helper = _spawn(argv, env, path=path, sigmask=sigmask, sigdef=sigdef)
+        with guard if guard is not None else contextlib.nullcontext():
+            if admit is not None:
+                admit()
+            helper = _spawn(argv, env, path=path, sigmask=sigmask, sigdef=sigdef)
+            if started is not None:
+                started(helper.pid)
     except BaseException:
         signal.pthread_sigmask(signal.SIG_SETMASK, previous)
         raise
@@ -157,8 +167,6 @@ def run(
     streams = _Streams(helper, take)
     noted: list[bool] = []
     try:
-        if started is not None:
-            started(helper.pid)
         reaper = _Reaper(helper.pid)
         # A stop signal held off since before the spawn is acted on here, and kills the group.
         signal.pthread_sigmask(signal.SIG_SETMASK, previous)

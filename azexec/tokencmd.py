@@ -242,18 +242,16 @@ def run_detached(command: str, timeout: float, resource: str, *, label: str, job
 
     tracked: list[int] = []
 
-    def track(pid: int) -> None:
-        # Tracked under JOBS' lock, checked again: stop() cannot run between the spawn and this (and let azexec
-        # exit, leaving the command behind); after stop(), what was started is killed at once.
-        with jobs.lock:
-            stopped = jobs.stopped
-            jobs.groups.add(pid)
-            tracked.append(pid)
-        if stopped:
+    def admit() -> None:
+        # Under JOBS' lock, as the spawn and the tracking are: stop() cannot run between them (and let azexec
+        # exit, leaving the command behind), and after stop() nothing is spawned.
+        if jobs.stopped:
             raise TokenSourceError(f"{label}: azexec is stopping", "COMMAND has exited")
 
-    if jobs.stopped:
-        raise TokenSourceError(f"{label}: azexec is stopping", "COMMAND has exited")
+    def track(pid: int) -> None:
+        jobs.groups.add(pid)
+        tracked.append(pid)
+
     try:
         reaped = runner.run(
             argv,
@@ -262,6 +260,8 @@ def run_detached(command: str, timeout: float, resource: str, *, label: str, job
             sigmask=jobs.caller_mask,
             sigdef=sorted(signals("reset")),
             take=output.add,
+            guard=jobs.lock,
+            admit=admit,
             started=track,
         )
     except (OSError, ValueError) as e:
