@@ -291,9 +291,9 @@ class _Streams:
         elif fd == self.helper.stdout:
             if self.take is not None:
                 self.take(chunk)
-            self.kept += chunk[: max(0, MAX_KEPT - len(self.kept))]
+            _keep(self.kept, chunk)
         else:
-            self.errors += chunk[: max(0, MAX_KEPT - len(self.errors))]
+            _keep(self.errors, chunk)
 
     def output(self) -> bytes:
         return bytes(self.kept)
@@ -537,9 +537,14 @@ def _collect(
                 if status is None:
                     status, deadline = _reap(proc, tty, deadline)
             out = _read_ready(out, ready, take)
-            err = _read_ready(err, ready, lambda chunk: kept.extend(chunk[: max(0, MAX_KEPT - len(kept))]))
+            err = _read_ready(err, ready, lambda chunk: _keep(kept, chunk))
             if out < 0 and err < 0 and status is not None:
                 return status
+
+
+def _keep(kept: bytearray, chunk: bytes) -> None:
+    """Add CHUNK to KEPT, up to MAX_KEPT bytes in all."""
+    kept.extend(chunk[: max(0, MAX_KEPT - len(kept))])
 
 
 def _read_ready(fd: int, ready: list[int], add: Callable[[bytes], None]) -> int:

@@ -15,20 +15,16 @@ from collections.abc import Callable, Mapping
 from azexec.errors import PartFailed
 from azexec.listen import LOOPBACK, Listen, resolve, url_host
 from azexec.parts import Added, Context, Preview
-from azexec.parts.identity.protocols import placeholders
+from azexec.parts.identity.protocols import placeholders, withheld
 from azexec.parts.identity.provider import Provider
 from azexec.parts.identity.server import POLL_SECONDS, Server
 from azexec.redact import Secret
 from azexec.say import say
 
-#: Variables that would make a client pick another managed-identity protocol.
-OTHER_PROTOCOLS = (
-    "IDENTITY_SERVER_THUMBPRINT",
-    "IMDS_ENDPOINT",
-    "MSI_ENDPOINT",
-    "MSI_SECRET",
-    "APPSETTING_WEBSITE_SITE_NAME",  # sends msrestazure (az before 2.73.0) down App Service's 2017 path
-)
+#: Variables that would make a client pick another managed-identity protocol: Service Fabric's, Azure Arc's, and
+#: those of the protocols served only when offered (APPSETTING_WEBSITE_SITE_NAME sends msrestazure down App
+#: Service's 2017 path).
+OTHER_PROTOCOLS = ("IDENTITY_SERVER_THUMBPRINT", "IMDS_ENDPOINT", *withheld())
 #: Variables that would make a client use another credential, or ask for another identity, than the token
 #: azexec serves: removed from COMMAND's environment, as a stale subscription is.
 OTHER_CREDENTIALS = (
@@ -111,13 +107,7 @@ class IdentityServer:
         if self.listen.beyond_loopback():
             # An explicit choice, said once: where, and to whom; never the path or the header.
             self.announce(f"identity server listening on {self._where(address, str(server.port))}")
-        served = {
-            name: value
-            for endpoint in server.endpoints.values()
-            if endpoint.protocol.always
-            for name, value in endpoint.variables(server.base).items()
-        }
-        env = self._variables(context.env, served, address)
+        env = self._variables(context.env, server.served(), address)
         # Serving starts now, before COMMAND: a client may ask the moment it starts.
         self.thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": POLL_SECONDS}, daemon=True)
         self.thread.start()

@@ -108,6 +108,17 @@ def endpoints() -> dict[Protocol, Endpoint]:
     return {protocol: Endpoint(protocol) for protocol in PROTOCOLS}
 
 
+def withheld() -> tuple[str, ...]:
+    """Return the variables of the protocols not served from the start: COMMAND must not inherit them."""
+    return tuple(
+        name
+        for protocol in PROTOCOLS
+        if not protocol.always
+        for name in (protocol.endpoint_variable, protocol.secret_variable, *dict(protocol.extra))
+        if name
+    )
+
+
 def placeholders(base: str) -> dict[str, str]:
     """Return what COMMAND is given to find each protocol served from the start, its secrets as placeholders."""
     given: dict[str, str] = {}

@@ -89,6 +89,15 @@ class Server(ThreadingHTTPServer):
         """App Service's 2017 protocol, which --az-login offers an older az."""
         return self.endpoints[APP_SERVICE_2017]
 
+    def served(self) -> dict[str, str]:
+        """Return what COMMAND is given to find each protocol served from the start (placeholders() in a preview)."""
+        return {
+            name: value
+            for endpoint in self.endpoints.values()
+            if endpoint.protocol.always
+            for name, value in endpoint.variables(self.base).items()
+        }
+
     def secrets(self) -> tuple[str, ...]:
         """Return what a client must hold to be served, at any endpoint: the random part of each path, each secret."""
         return tuple(secret for endpoint in self.endpoints.values() for secret in endpoint.secrets())
