@@ -111,6 +111,21 @@ def test_the_release_is_read_from_the_installed_metadata(tmp_path: Path, text: s
     assert azprofile.az_release(_script(tmp_path, text, "2.72.0")) == (2, 72, 0)
 
 
+def test_the_release_of_debians_own_package_is_read_from_its_egg_info(tmp_path: Path) -> None:
+    """Debian's azure-cli: a Python script run by /usr/bin/python3, its metadata in dist-packages as egg-info."""
+    prefix = tmp_path / "usr"
+    (prefix / "bin").mkdir(parents=True)
+    (prefix / "lib" / "python3" / "dist-packages" / "azure_cli_core-2.45.0.egg-info").mkdir(parents=True)
+    az = prefix / "bin" / "az"
+    az.write_text(f"#!{prefix}/bin/python3\nimport runpy\nrunpy.run_module('azure.cli')\n")
+    assert azprofile.az_release(str(az)) == (2, 45, 0)
+
+
+def test_the_release_of_the_az_debian_installs_is_read() -> None:
+    """The real /usr/bin/az of Debian's package (scripts/install-test-tools installs it)."""
+    assert azprofile.az_release("/usr/bin/az") == (2, 45, 0)
+
+
 @pytest.mark.parametrize(
     ("text", "release"),
     [(PIP_SCRIPT, None), ('#!/bin/sh\nexec docker run azure-cli az "$@"\n', "2.72.0")],

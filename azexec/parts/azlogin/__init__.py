@@ -273,7 +273,7 @@ class AzLogin:
 
 
 #: The az releases --az-login is tested with (tests/test_azlogin.py: AZ_VERSIONS): the oldest and the newest.
-OLDEST_AZ = (2, 50, 0)
+OLDEST_AZ = (2, 45, 0)
 NEWEST_AZ = (2, 91, 0)
 #: The first az whose managed-identity login is MSAL's (IDENTITY_ENDPOINT); before it, msrestazure's.
 FIRST_MSAL_AZ = (2, 73, 0)

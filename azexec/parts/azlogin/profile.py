@@ -3,7 +3,7 @@
 Each az process costs about half a second before it does anything; --az-login
 ran two before COMMAND's own. What they leave behind is small and stable: the
 subscriptions Resource Manager lists, in azureProfile.json (the same bytes from
-az 2.50.0 to 2.91.0, tests/test_azlogin.py compares them with what the real az
+az 2.45.0 to 2.91.0, tests/test_azlogin.py compares them with what the real az
 writes), and the active subscription in clouds.config. azexec asks Resource
 Manager for that list itself, with the token az would have used, and writes it.
 
@@ -31,7 +31,7 @@ BUILT_IN_CLOUDS = {
 }
 #: The resource of az's own token: what az login asks the identity server for.
 ARM_RESOURCE = "https://management.core.windows.net/"
-#: The Subscriptions - List version az 2.50.0 and later use under the latest profile.
+#: The Subscriptions - List version az 2.45.0 and later use under the latest profile.
 API_VERSION = "2022-12-01"
 #: Variables that route az's requests through a proxy: azexec does not guess how az would use them.
 PROXIES = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy")
@@ -80,8 +80,8 @@ def _ini(text: str) -> configparser.ConfigParser | None:
 def az_release(az: str) -> tuple[int, ...] | None:
     """Read the release of the az at path AZ from its installed metadata; None when it cannot be read for sure.
 
-    Two layouts: a Python script (pip, pipx, a venv: its #! names the Python) and a shell
-    wrapper that runs one named Python with -m azure.cli (Debian's and Homebrew's packages).
+    Two layouts: a Python script (pip, pipx, a venv, Debian's own package: its #! names the Python) and a
+    shell wrapper that runs one named Python with -m azure.cli (Microsoft's .deb and Homebrew's packages).
     """
     try:
         with open(os.path.realpath(az), "rb") as f:
@@ -96,11 +96,15 @@ def az_release(az: str) -> tuple[int, ...] | None:
         python = found[0]
     else:
         return None
-    prefix = os.path.dirname(os.path.dirname(python))
-    metadata = glob.glob(os.path.join(prefix, "lib", "python3*", "site-packages", "azure_cli_core-*.dist-info"))
+    prefix = os.path.join(os.path.dirname(os.path.dirname(python)), "lib")
+    # pip's metadata in a venv's site-packages; Debian's package's in the system Python's dist-packages.
+    metadata = [
+        *glob.glob(os.path.join(prefix, "python3*", "site-packages", "azure_cli_core-*.dist-info")),
+        *glob.glob(os.path.join(prefix, "python3", "dist-packages", "azure_cli_core-*.egg-info")),
+    ]
     if len(metadata) != 1:
         return None
-    match = re.fullmatch(r"azure_cli_core-(\d+)\.(\d+)\.(\d+)\.dist-info", os.path.basename(metadata[0]))
+    match = re.fullmatch(r"azure_cli_core-(\d+)\.(\d+)\.(\d+)\.(?:dist|egg)-info", os.path.basename(metadata[0]))
     return tuple(int(part) for part in match.groups()) if match else None
 
 
