@@ -61,7 +61,9 @@ def make_token(*, lifetime: float = 3600, drop: tuple[str, ...] = (), **claims: 
 
 #: The real az releases the suite runs, newest first, from the one list scripts/install-test-tools installs.
 AZ_RELEASES = Path(__file__).parent / "az-releases.txt"
-AZ_VERSIONS = tuple(line.split()[0] for line in AZ_RELEASES.read_text().split("\n") if line and not line.startswith("#"))
+AZ_VERSIONS = tuple(
+    line.split()[0] for line in AZ_RELEASES.read_text().split("\n") if line and not line.startswith("#")
+)
 AZ_VERSION = AZ_VERSIONS[0]
 
 

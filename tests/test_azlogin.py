@@ -111,7 +111,8 @@ def token_file(tmp_path: Path, token: str) -> Path:
 def test_install_test_tools_installs_every_release_the_suite_runs() -> None:
     """scripts/install-test-tools installs the releases of the one list AZ_VERSIONS is read from."""
     script = (Path(__file__).resolve().parent.parent / "scripts" / "install-test-tools").read_text()
-    assert """grep -v '^#' "$(dirname "$0")/../tests/az-releases.txt" | while read -r az_version az_origin; do""" in script
+    loop = """grep -v '^#' "$(dirname "$0")/../tests/az-releases.txt" | while read -r az_version az_origin; do"""
+    assert loop in script
 
 
 @pytest.mark.parametrize("version", AZ_VERSIONS)

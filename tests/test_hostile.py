@@ -99,6 +99,8 @@ def _ask(shelled: Shelled, protocol: str, resource: str) -> tuple[int, dict[str,
         url, headers = shelled.env["IDENTITY_ENDPOINT"], {"X-IDENTITY-HEADER": shelled.env["IDENTITY_HEADER"]}
     elif protocol == "IMDS":
         url, headers = shelled.env["ARM_MSI_ENDPOINT"], {"Metadata": "true"}
+    elif protocol == "azd":
+        return _ask_as_azd(shelled, resource)
     else:
         url, headers = server.base + server.legacy.path + "/", {"secret": server.legacy.secret}
         query = query.replace("2019-08-01", "2017-09-01")
@@ -112,7 +114,28 @@ def _ask(shelled: Shelled, protocol: str, resource: str) -> tuple[int, dict[str,
         connection.close()
 
 
-PROTOCOLS = ["App Service", "IMDS", "App Service 2017"]
+def _ask_as_azd(shelled: Shelled, resource: str) -> tuple[int, dict[str, str]]:
+    """Ask as azd does, for RESOURCE's scope; its answer as a managed-identity client's: a status "error" as a 400."""
+    parts = urlsplit(shelled.env["AZD_AUTH_ENDPOINT"])
+    connection = http.client.HTTPConnection("127.0.0.1", parts.port, timeout=30)
+    try:
+        connection.request(
+            "POST",
+            parts.path + "/token?api-version=2023-07-12-preview",
+            body=json.dumps({"scopes": [resource + "/.default"]}),
+            headers={"Content-Type": "application/json", "Authorization": "Bearer " + shelled.env["AZD_AUTH_KEY"]},
+        )
+        response = connection.getresponse()
+        assert response.status == 200  # azd reads every answer it understands from a 200
+        answer = json.loads(response.read())
+    finally:
+        connection.close()
+    if answer["status"] == "error":
+        return 400, {"message": answer["message"]}
+    return 200, {"access_token": answer["token"]}
+
+
+PROTOCOLS = ["App Service", "IMDS", "App Service 2017", "azd"]
 
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)

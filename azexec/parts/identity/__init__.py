@@ -2,7 +2,8 @@
 
 It listens on 127.0.0.1 (or the one address --listen names, for containers) from
 before COMMAND starts until it exits, and speaks the protocols of protocols.py:
-App Service and IMDS from the start, App Service's 2017 protocol only when
+App Service, IMDS and azd's from the start (azd's only where its clients
+reach the server at a loopback address), App Service's 2017 protocol only when
 --az-login offers it. COMMAND's environment is written from the protocols'
 rows; server.py answers the requests, provider.py hands out the tokens.
 """
@@ -15,16 +16,17 @@ from collections.abc import Callable, Mapping
 from azexec.errors import PartFailed
 from azexec.listen import LOOPBACK, Listen, resolve, url_host
 from azexec.parts import Added, Context, Preview
-from azexec.parts.identity.protocols import placeholders, withheld
+from azexec.parts.identity.protocols import placeholders, variables
 from azexec.parts.identity.provider import Provider
 from azexec.parts.identity.server import POLL_SECONDS, Server
 from azexec.redact import Secret
 from azexec.say import say
 
-#: Variables that would make a client pick another managed-identity protocol: Service Fabric's, Azure Arc's, and
-#: those of the protocols served only when offered (APPSETTING_WEBSITE_SITE_NAME sends msrestazure down App
-#: Service's 2017 path).
-OTHER_PROTOCOLS = ("IDENTITY_SERVER_THUMBPRINT", "IMDS_ENDPOINT", *withheld())
+#: Variables that would make a client pick another managed-identity protocol or server: Service Fabric's, Azure
+#: Arc's, and every protocol's own (those of the protocols COMMAND is given are then set; an inherited
+#: APPSETTING_WEBSITE_SITE_NAME would send msrestazure down App Service's 2017 path, VS Code's AZD_AUTH_* azd to
+#: VS Code's server).
+OTHER_PROTOCOLS = ("IDENTITY_SERVER_THUMBPRINT", "IMDS_ENDPOINT", *variables())
 #: Variables that would make a client use another credential, or ask for another identity, than the token
 #: azexec serves: removed from COMMAND's environment, as a stale subscription is.
 OTHER_CREDENTIALS = (
@@ -87,7 +89,7 @@ class IdentityServer:
                 steps = (f"listen on {self._where(address, '<port>')}",)
             except PartFailed as e:
                 failure = str(e)
-        added = self._variables(env, placeholders(base), address)
+        added = self._variables(env, placeholders(base, self.listen.name()), address)
         return Preview("identity server", env=tuple(added.items()), steps=steps, failure=failure)
 
     def start(self, context: Context) -> Added:

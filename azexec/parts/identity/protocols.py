@@ -1,11 +1,12 @@
-"""The managed-identity protocols the identity server speaks, one row each.
+"""The protocols the identity server speaks, one row each: managed identity's three, and azd's.
 
 A row says how a client asks (an unguessable path of its own, the header that
-carries its secret, or the header it must send besides), what COMMAND's
-environment gets so that clients find it, and whether it is served from the
-start or only once offered. The server looks a request's row up by its path;
-COMMAND's environment is written from the rows. Adding a protocol is a row
-(and, if its answer differs, its answer shape).
+carries its secret, or the header it must send besides, and the shape of its
+request and answer: shapes.py), what COMMAND's environment gets so that clients
+find it, and whether it is served from the start or only once offered. The
+server looks a request's row up by its path; COMMAND's environment is written
+from the rows. Adding a protocol is a row (and, if its requests and answers
+differ, a shape).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from collections.abc import Callable
 from typing import NamedTuple
 
 from azexec.errors import Refused
+from azexec.parts.identity.shapes import AZD_SHAPE, MANAGED_IDENTITY, Shape
 
 
 class Protocol(NamedTuple):
@@ -37,6 +39,17 @@ class Protocol(NamedTuple):
     always: bool = True
     #: Whether a trailing slash on the path is the same endpoint (msrestazure asks for MSI_ENDPOINT + "/?…").
     slash: bool = False
+    #: How requests are read and answered.
+    shape: Shape = MANAGED_IDENTITY
+    #: What clients put after the endpoint's path (azd asks for AZD_AUTH_ENDPOINT + "/token").
+    suffix: str = ""
+    #: What precedes the secret in its header (azd sends "Authorization: Bearer KEY").
+    scheme: str = ""
+    #: Given to COMMAND only when its clients reach the server at a loopback IP address: azd refuses plain
+    #: http anywhere else (localhost included), and would fail where another credential could serve.
+    loopback_only: bool = False
+    #: Variables removed from COMMAND's environment besides this row's own (settings of another server's).
+    foreign: tuple[str, ...] = ()
 
 
 #: App Service, api-version 2019-08-01: every Azure SDK and az 2.73.0 on.
@@ -54,8 +67,22 @@ APP_SERVICE_2017 = Protocol(
     always=False,
     slash=True,
 )
+#: azd's external authentication (what VS Code serves azd), api-version 2023-07-12-preview: a POST to
+#: AZD_AUTH_ENDPOINT + "/token" with "Authorization: Bearer AZD_AUTH_KEY". An inherited AZD_AUTH_CERT (VS Code
+#: serves https) would make azd refuse this http endpoint: removed.
+AZD = Protocol(
+    "azd",
+    "AZD_AUTH_ENDPOINT",
+    "Authorization",
+    "AZD_AUTH_KEY",
+    shape=AZD_SHAPE,
+    suffix="/token",
+    scheme="Bearer ",
+    loopback_only=True,
+    foreign=("AZD_AUTH_CERT",),
+)
 #: Every protocol, in the order a request's path is looked up.
-PROTOCOLS = (APP_SERVICE, IMDS, APP_SERVICE_2017)
+PROTOCOLS = (APP_SERVICE, IMDS, AZD, APP_SERVICE_2017)
 
 
 class Endpoint:
@@ -74,7 +101,7 @@ class Endpoint:
         """Tell whether PATH is this endpoint's, while it is offered (compared in constant time)."""
         if not self.offered.is_set():
             return False
-        return _same(path.rstrip("/") if self.protocol.slash else path, self.path)
+        return _same(path.rstrip("/") if self.protocol.slash else path, self.path + self.protocol.suffix)
 
     def admit(self, header: Callable[[str], str]) -> None:
         """Refuse a request without this protocol's secret header (401) or marker (400); note that it was used.
@@ -82,11 +109,11 @@ class Endpoint:
         HEADER gives a request header's value ("" when absent).
         """
         protocol = self.protocol
-        if protocol.secret_header and self.secret and not _same(header(protocol.secret_header), self.secret):
-            raise Refused(
-                f"the {protocol.secret_header} header is missing or wrong; use the {protocol.secret_variable} value",
-                401,
-            )
+        given = header(protocol.secret_header) if protocol.secret_header else ""
+        if protocol.secret_header and self.secret and not _same(given, protocol.scheme + self.secret):
+            use = f"{protocol.scheme}and the" if protocol.scheme else "the"
+            wrong = f"the {protocol.secret_header} header is missing or wrong"
+            raise Refused(f"{wrong}; use {use} {protocol.secret_variable} value", 401)
         if protocol.marker and header(protocol.marker[0]).lower() != protocol.marker[1]:
             raise Refused(f"the {protocol.marker[0]}: {protocol.marker[1]} header is missing", 400)
         self.used.set()
@@ -108,22 +135,37 @@ def endpoints() -> dict[Protocol, Endpoint]:
     return {protocol: Endpoint(protocol) for protocol in PROTOCOLS}
 
 
-def withheld() -> tuple[str, ...]:
-    """Return the variables of the protocols not served from the start: COMMAND must not inherit them."""
+def variables() -> tuple[str, ...]:
+    """Return every protocol's variables, and what would take its clients elsewhere: COMMAND inherits none of
+    them (those of the protocols it is given are then set)."""
     return tuple(
         name
         for protocol in PROTOCOLS
-        if not protocol.always
-        for name in (protocol.endpoint_variable, protocol.secret_variable, *dict(protocol.extra))
+        for name in (protocol.endpoint_variable, protocol.secret_variable, *dict(protocol.extra), *protocol.foreign)
         if name
     )
 
 
-def placeholders(base: str) -> dict[str, str]:
-    """Return what COMMAND is given to find each protocol served from the start, its secrets as placeholders."""
+def reaches(protocol: Protocol, host: str) -> bool:
+    """Tell whether PROTOCOL's clients take a server they are given at HOST (a name or an address)."""
+    if not protocol.loopback_only:
+        return True
+    import ipaddress
+
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def placeholders(base: str, host: str) -> dict[str, str]:
+    """Return what COMMAND is given to find each protocol served from the start, its secrets as placeholders.
+
+    BASE is the server's URL as its clients are given it, HOST the name or address in it.
+    """
     given: dict[str, str] = {}
     for protocol in PROTOCOLS:
-        if protocol.always:
+        if protocol.always and reaches(protocol, host):
             given[protocol.endpoint_variable] = base + "/<random path>"
             if protocol.secret_variable:
                 given[protocol.secret_variable] = "<random, 32 bytes>"
@@ -133,7 +175,7 @@ def placeholders(base: str) -> dict[str, str]:
 
 def not_found() -> str:
     """Say where clients should have asked: the endpoints COMMAND is given from the start."""
-    given = " or ".join(protocol.endpoint_variable for protocol in PROTOCOLS if protocol.always)
+    given = ", ".join(protocol.endpoint_variable for protocol in PROTOCOLS if protocol.always)
     return f"no such endpoint; use {given} as given"
 
 

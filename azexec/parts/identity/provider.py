@@ -103,6 +103,18 @@ class Provider:
                     f"{mine}; unset what makes the client ask for another identity (AZURE_CLIENT_ID, ARM_CLIENT_ID)"
                 )
 
+    def check_tenant(self, asked: str) -> None:
+        """Refuse a request for a token from another tenant than the held token's (azd's tenantId)."""
+        from azexec.redact import show
+
+        held = self.first.claims.tenant if self.first.claims is not None else None
+        known = held or next((tenant.value for tenant in self.policy.tenants), None)
+        if known is not None and asked.strip().lower() != known.lower():
+            raise Refused(
+                f"the request asks for a token from tenant {show(asked)}, but the token azexec holds is from tenant "
+                f"{known}; give azexec a token from that tenant, or choose a subscription of this one"
+            )
+
     def held_expiry(self) -> float:
         """Return when the token held for its own audience expires (the first, or the last refreshed)."""
         return self.cache[""].expires_at

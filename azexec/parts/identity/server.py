@@ -1,9 +1,11 @@
 """The identity server's HTTP side: one address, an ephemeral port, the protocols of protocols.py.
 
 Each protocol is served behind a path of its own that nobody can guess, with
-its own secret (protocols.py has the rows). Standard library only. Every
-refusal is a 4xx with a JSON body (a 5xx makes the SDKs retry for seconds);
-nothing is logged, and no answer holds a secret but the token asked for.
+its own secret (protocols.py has the rows, shapes.py how each reads a request
+and answers). Standard library only. Every refusal is JSON: a 4xx (a 5xx makes
+the SDKs retry for seconds), or for azd, once it has shown its key, a 200 whose
+status is "error"; nothing is logged, and no answer holds a secret but the
+token asked for.
 """
 
 from __future__ import annotations
@@ -17,17 +19,15 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import SplitResult, parse_qs, urlsplit
+from urllib.parse import SplitResult, urlsplit
 
-from azexec import resources
 from azexec.errors import Refused
 from azexec.listen import LOOPBACK, url_host
-from azexec.parts.identity.protocols import APP_SERVICE_2017, Endpoint, endpoints, not_found
-from azexec.parts.identity.provider import IDENTITY_PARAMETERS, Provider
+from azexec.parts.identity.protocols import APP_SERVICE_2017, Endpoint, endpoints, not_found, reaches
+from azexec.parts.identity.provider import Provider
+from azexec.parts.identity.shapes import MAX_BODY, Asked, error
 from azexec.redact import show
 from azexec.runner import DeadlineReader
-from azexec.say import PREFIX
-from azexec.token import Accepted
 
 #: A request that takes longer than this to arrive is cut off.
 SOCKET_TIMEOUT_SECONDS = 5.0
@@ -38,19 +38,6 @@ HEAD_SECONDS = 2.0
 POLL_SECONDS = 0.05
 #: Connections served at once; one more is closed at once (never waited for: the accept loop must not block).
 MAX_CONNECTIONS = 256
-#: The longest query string a request may carry.
-MAX_QUERY = 4096
-
-ERROR_NAMES = {
-    400: "invalid_request",
-    401: "unauthorized",
-    403: "forbidden",
-    404: "not_found",
-    405: "method_not_allowed",
-    408: "request_timeout",
-    414: "uri_too_long",
-    431: "request_header_fields_too_large",
-}
 
 
 class Server(ThreadingHTTPServer):
@@ -78,8 +65,9 @@ class Server(ThreadingHTTPServer):
             self.hosts = (listening, f"localhost:{self.port}")
         else:
             self.hosts = (listening,)
-        #: Where COMMAND's clients find the server.
-        self.base = f"http://{url_host(advertised or address)}:{self.port}"
+        #: Where COMMAND's clients find the server, and the host in it.
+        self.host = advertised or address
+        self.base = f"http://{url_host(self.host)}:{self.port}"
         self.slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
         #: Set when COMMAND has exited: nothing more is answered.
         self.stopping = threading.Event()
@@ -94,7 +82,7 @@ class Server(ThreadingHTTPServer):
         return {
             name: value
             for endpoint in self.endpoints.values()
-            if endpoint.protocol.always
+            if endpoint.protocol.always and reaches(endpoint.protocol, self.host)
             for name, value in endpoint.variables(self.base).items()
         }
 
@@ -154,26 +142,47 @@ class Handler(BaseHTTPRequestHandler):
         super().handle_one_request()
 
     def do_GET(self) -> None:
-        """Serve the token, or refuse with a reason."""
+        """Serve the token, or refuse with a reason, in the shape of the protocol asked."""
         if self.server.stopping.is_set():  # COMMAND has exited: nothing more is served
             self.close_connection = True
             return
         try:
-            resource = self._checked_resource()
-            query = parse_qs(urlsplit(self.path).query)
-            self.server.provider.check_identity(
-                {name: values[0] for name in IDENTITY_PARAMETERS if (values := query.get(name))}
-            )
-            answer = self.server.provider.get(resource)
+            endpoint, parts = self._admitted()
         except Refused as e:
-            self._send(e.status, _error(e.status, e.message))
+            if self.headers.get("Content-Length", "0").strip() != "0":
+                self.close_connection = True  # its body is left unread: it must not be taken for a request
+            self._send(e.status, error(e.status, e.message))
             return
-        self._send(200, _token(answer, resource, self.server.provider.clock()))
+        shape = endpoint.protocol.shape
+        provider = self.server.provider
+        try:
+            asked: Asked = shape.ask(parts.query, self._body())
+            provider.check_identity(dict(asked.identity))
+            if asked.tenant is not None:
+                provider.check_tenant(asked.tenant)
+            answer = provider.get(asked.resource)
+        except Refused as e:
+            self._send(*shape.refusal(e))
+            return
+        self._send(200, shape.answer(answer, asked.resource, provider.clock()))
+
+    do_POST = do_GET
 
     def _refuse_method(self) -> None:
-        self._send(405, _error(405, f"{show(self.command)} is not served; ask with GET"))
+        self._send(405, error(405, f"{show(self.command)} is not served; ask with GET (azd: POST)"))
 
-    do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_HEAD = do_TRACE = do_CONNECT = _refuse_method
+    do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_HEAD = do_TRACE = do_CONNECT = _refuse_method
+
+    def _admitted(self) -> tuple[Endpoint, SplitResult]:
+        """Check where the request comes from, how it is framed, which endpoint it asks and its secret."""
+        parts = self._check_framing()
+        endpoint = next((e for e in self.server.endpoints.values() if e.serves(parts.path)), None)
+        if endpoint is None:
+            raise Refused(not_found(), 404)
+        if self.command != endpoint.protocol.shape.method:
+            raise Refused(f"{self.command} is not served here; ask with {endpoint.protocol.shape.method}", 405)
+        endpoint.admit(lambda name: self.headers.get(name, ""))
+        return endpoint, parts
 
     def _check_framing(self) -> SplitResult:
         """Refuse a request from elsewhere (Host, Origin) or framed to smuggle another; return its target."""
@@ -184,38 +193,44 @@ class Handler(BaseHTTPRequestHandler):
             raise Refused(f"the Host header must be {' or '.join(self.server.hosts)}", 403)
         if "Origin" in self.headers:
             raise Refused("requests from web pages are not served", 403)
-        if "Transfer-Encoding" in self.headers or self.headers.get("Content-Length", "0").strip() != "0":
+        if "Transfer-Encoding" in self.headers:
+            # Only a Content-Length frames a body here: anything else could hide the next request. Hang up.
+            self.close_connection = True
+            raise Refused("send a body with a Content-Length, not a Transfer-Encoding", 400)
+        length = self.headers.get("Content-Length", "0").strip()
+        if not length.isdigit() or (self.command == "GET" and int(length) != 0):
             # A body on a GET would be read as the next request on this connection: refuse, and hang up.
             self.close_connection = True
             raise Refused("a GET carries no body", 400)
+        if int(length) > MAX_BODY:
+            self.close_connection = True
+            raise Refused(f"the body is larger than {MAX_BODY} bytes", 413)
         parts = urlsplit(self.path)
         if (parts.scheme or parts.netloc) and parts.netloc.lower() not in self.server.hosts:
             raise Refused("an absolute request target must name this server", 400)
         return parts
 
-    def _checked_resource(self) -> str:
-        """Check where the request comes from and what it carries; return the resource asked for."""
-        parts = self._check_framing()
-        if len(parts.query) > MAX_QUERY:
-            raise Refused("the query string is too long", 414)
-        endpoint = next((e for e in self.server.endpoints.values() if e.serves(parts.path)), None)
-        if endpoint is None:
-            raise Refused(not_found(), 404)
-        endpoint.admit(lambda name: self.headers.get(name, ""))
-        values = parse_qs(parts.query).get("resource", [])
-        if len(values) != 1 or not values[0].strip():
-            raise Refused("name exactly one resource, e.g. ?resource=https://management.azure.com/", 400)
-        problem = resources.invalid(values[0])
-        if problem is not None:
-            raise Refused(f"{problem}, e.g. ?resource=https://management.azure.com/", 400)
-        return values[0]
+    def _body(self) -> bytes:
+        """Read the request's body (its Content-Length, checked), by the head's deadline moved on by HEAD_SECONDS."""
+        length = int(self.headers.get("Content-Length", "0"))
+        if not length:
+            return b""
+        self.head.deadline = time.monotonic() + HEAD_SECONDS
+        try:
+            data = self.rfile.read(length)
+        except (TimeoutError, OSError):
+            data = b""
+        if len(data) != length:
+            self.close_connection = True
+            raise Refused("the body did not arrive in time", 408)
+        return data
 
     def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
         """Answer http.server's own errors (bad request lines, huge headers) as JSON 4xx, never 5xx."""
         status = code if 400 <= code < 500 else (405 if code == 501 else 400)
         self.close_connection = True
         with contextlib.suppress(OSError):
-            self._send(status, _error(status, "the request is malformed"))
+            self._send(status, error(status, "the request is malformed"))
 
     def log_message(self, format: str, *args: Any) -> None:
         """Log nothing: a path holds a secret."""
@@ -232,29 +247,3 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(data)
-
-
-def _error(status: int, message: str) -> dict[str, Any]:
-    """The body of a refusal: msal-python reads statusCode and message, msal-node error and error_description."""
-    return {
-        "error": ERROR_NAMES.get(status, "invalid_request"),
-        "error_description": message,
-        "statusCode": status,
-        "message": PREFIX + message,
-    }
-
-
-def _token(answer: Accepted, resource: str, now: float) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "access_token": answer.token.reveal(),
-        "expires_on": str(answer.expires_at),
-        "expires_in": max(0, int(answer.expires_at - now)),
-        "resource": resource,
-        "token_type": "Bearer",
-    }
-    claims = answer.claims
-    if claims is not None and claims.not_before is not None:
-        body["not_before"] = str(claims.not_before)
-    if claims is not None and claims.app:
-        body["client_id"] = claims.app
-    return body
