@@ -127,7 +127,7 @@ class Identifier(_TextType):
 
 
 class Listener(_TextType):
-    """--listen's address (docker or one IP address, never a wildcard), or --advertise's host name."""
+    """--listen's address (a runtime's word or one IP address, never a wildcard), or --advertise's host name."""
 
     def __init__(self, name: str, *, address: bool) -> None:
         self.name = name
@@ -235,7 +235,7 @@ MAX_DURATION = 7 * 24 * 3600.0
     type=Listener("address", address=True),
     metavar="ADDRESS",
     group=RUNS,
-    help="Serve on ADDRESS, not 127.0.0.1: docker (docker0) or an IP, for containers.",
+    help="Serve on ADDRESS, not 127.0.0.1: docker, podman or an IP, for containers.",
 )
 @option(
     "--advertise",

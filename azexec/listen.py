@@ -3,13 +3,15 @@
 By default it listens on 127.0.0.1 only. --listen makes it listen on one other
 address of this machine, for containers: `docker` (the address of Linux's
 docker0 bridge, the gateway every container on docker's default network
-reaches) or an IP address the user names. Never a wildcard address: what
-listens beyond loopback is exactly one address, chosen by the user.
+reaches), `podman` (the gateway of rootful podman's default network, asked of
+podman) or an IP address the user names. Never a wildcard address: what listens
+beyond loopback is exactly one address, chosen by the user.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
 import socket
 import sys
@@ -34,6 +36,12 @@ class Runtime(NamedTuple):
     daemon: str
     #: What to do where that bridge is not on the host (the runtime runs in a VM: macOS, Windows).
     elsewhere: str
+    #: The command that prints the gateway of its default network, for a runtime whose bridge exists only while a
+    #: container is attached to it (the address is then asked, and bound before the bridge exists); None: the
+    #: bridge is there while the daemon runs, and its address is read off it.
+    ask: tuple[str, ...] | None = None
+    #: What to do when azexec is not root: the runtime then runs rootless, its containers in a network of its own.
+    rootless: str | None = None
 
 
 #: Docker: docker0 on Linux; `--add-host host.docker.internal:host-gateway` makes the name resolve to its gateway.
@@ -44,8 +52,20 @@ DOCKER_RUNTIME = Runtime(
     "dockerd",
     f"with Docker Desktop, use --listen {LOOPBACK} --advertise host.docker.internal",
 )
+#: Rootful podman: netavark's podman0 (CNI's cni-podman0), made when the first container starts on the default
+#: network and removed when the last one leaves; its containers resolve host.containers.internal to its gateway.
+PODMAN_RUNTIME = Runtime(
+    "podman",
+    "podman0",
+    "host.containers.internal",
+    "podman",
+    f"with podman machine, try --listen {LOOPBACK} --advertise host.containers.internal",
+    ask=("podman", "network", "inspect", "podman", "--format", "{{range .Subnets}}{{.Gateway}} {{end}}"),
+    rootless="rootless podman's containers have a network of their own; name this machine's address with --listen"
+    " ADDRESS --advertise host.containers.internal",
+)
 #: The container runtimes --listen knows by name.
-RUNTIMES = {runtime.word: runtime for runtime in (DOCKER_RUNTIME,)}
+RUNTIMES = {runtime.word: runtime for runtime in (DOCKER_RUNTIME, PODMAN_RUNTIME)}
 #: --listen's word for the docker0 bridge's address.
 DOCKER = DOCKER_RUNTIME.word
 #: Every network's broadcast address: Linux lets TCP bind it, and nothing can connect to it.
@@ -150,15 +170,37 @@ def _subnet_broadcast(address: str) -> bool:
     return found is not None
 
 
-def bridge_address(runtime: Runtime) -> str:
-    """Return the IPv4 address of RUNTIME's Linux bridge: the gateway of its default network."""
-    hint = f"is {runtime.daemon} running? Or name the address with --listen ADDRESS"
+def check_runtime(runtime: Runtime) -> None:
+    """Refuse RUNTIME's word where its bridge cannot be on this machine: not Linux, or a rootless runtime."""
     if not sys.platform.startswith("linux"):
-        # Docker Desktop has no bridge on the host: it forwards host.docker.internal to the host's loopback.
+        # Docker Desktop and podman machine have no bridge on the host: a VM forwards the name to its loopback.
         raise PartFailed(
             f"--listen {runtime.word} looks for Linux's {runtime.bridge} bridge, which this system has not",
             runtime.elsewhere,
         )
+    if runtime.rootless is not None and os.geteuid() != 0:
+        refused = f"--listen {runtime.word} serves rootful {runtime.word}'s bridge, and azexec is not root"
+        raise PartFailed(refused, runtime.rootless)
+
+
+def gateway(runtime: Runtime, answer: bytes) -> str:
+    """Return the IPv4 gateway in RUNTIME's answer to its ask (one address, checked as --listen's would be)."""
+    words = answer.decode("ascii", "replace").split()
+    found = [word for word in words if re.fullmatch(r"\d{1,3}(\.\d{1,3}){3}", word)]
+    if len(found) != 1 or check_address(found[0]) is not None or not ipaddress.ip_address(found[0]).is_private:
+        shown = " ".join(words)[:80] or "nothing"
+        raise PartFailed(
+            f"--listen {runtime.word}: {runtime.daemon} gave {shown!r} as its default network's gateway, not one"
+            " private IPv4 address",
+            "name the address with --listen ADDRESS",
+        )
+    return canonical(found[0])
+
+
+def bridge_address(runtime: Runtime) -> str:
+    """Return the IPv4 address of RUNTIME's Linux bridge: the gateway of its default network."""
+    hint = f"is {runtime.daemon} running? Or name the address with --listen ADDRESS"
+    check_runtime(runtime)
     import fcntl
     import struct
 

@@ -40,7 +40,7 @@ class Request(NamedTuple):
     mask: bool = False
     #: --identity-server: serve the token through a local managed-identity endpoint.
     identity_server: bool = False
-    #: --listen: the identity server's address beyond loopback (docker, or an IP), or None: 127.0.0.1.
+    #: --listen: the identity server's address beyond loopback (docker, podman, or an IP), or None: 127.0.0.1.
     listen: str | None = None
     #: --advertise: the host name its clients are given, or None: the default for --listen's address.
     advertise: str | None = None

@@ -475,3 +475,86 @@ def test_a_proxy_never_sees_a_request_for_the_endpoint(tmp_path: Path, listener:
     assert record.read_text() == ""
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == hashlib.sha256(TOKEN.encode()).hexdigest()
+
+
+# podman: its gateway is asked of podman (the real one: tests/test_podman.py); here what azexec does with answers.
+
+
+def _with_podman(tmp_path: Path, script: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run azexec --identity-server --listen podman ARGS with a `podman` on PATH that runs SCRIPT."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    fake = bin_dir / "podman"
+    fake.write_text("#!/bin/sh\n" + script)
+    fake.chmod(0o755)
+    env = base_env(T=make_token(), PATH=f"{bin_dir}:{base_env()['PATH']}")
+    return run("--token-env", "T", "--identity-server", "--listen", "podman", *args, env=env)
+
+
+@pytest.mark.linux_only
+def test_podman_is_asked_for_its_default_networks_gateway(tmp_path: Path) -> None:
+    """The question is `podman network inspect podman`, and its answer is where azexec would listen."""
+    script = f'echo "$@" > {tmp_path / "asked"}; echo "10.88.0.1 "\n'
+    done = _with_podman(tmp_path, script, "--dry-run", "--", "true")
+    assert done.returncode == 0, done.stderr
+    asked = "network inspect podman --format {{range .Subnets}}{{.Gateway}} {{end}}\n"
+    assert (tmp_path / "asked").read_text() == asked
+    assert "listen on 10.88.0.1:<port>, for clients given host.containers.internal:<port>" in done.stdout
+
+
+@pytest.mark.linux_only
+@pytest.mark.parametrize(
+    ("script", "said"),
+    [
+        ("echo 'Error: unable to find network with name or ID podman' >&2; exit 125\n",
+         "`podman network inspect podman` failed: Error: unable to find network with name or ID podman"),
+        ("exit 3\n", "`podman network inspect podman` exited with status 3"),
+        ("echo 0.0.0.0\n", "podman gave '0.0.0.0' as its default network's gateway, not one private IPv4 address"),
+        ("echo 8.8.8.8\n", "podman gave '8.8.8.8' as its default network's gateway, not one private IPv4 address"),
+        ("echo 10.88.0.1 10.89.0.1\n", "podman gave '10.88.0.1 10.89.0.1' as its default network's gateway"),
+        ("echo\n", "podman gave 'nothing' as its default network's gateway"),
+    ],
+    ids=["no such network", "failed silently", "a wildcard", "a public address", "two", "nothing"],
+)  # fmt: skip
+def test_a_podman_answer_azexec_cannot_use_is_one_line_and_125(tmp_path: Path, script: str, said: str) -> None:
+    done = _with_podman(tmp_path, script, "--", "sh", "-c", "echo ran")
+    assert (done.returncode, done.stdout) == (125, "")
+    assert done.stderr.startswith(f"azexec: --listen podman: {said}"), done.stderr
+    assert done.stderr.count("\n") == 1
+
+
+@pytest.mark.linux_only
+def test_podman_missing_is_one_line_and_125(tmp_path: Path) -> None:
+    env = base_env(T=make_token(), PATH=str(tmp_path))
+    done = run("--token-env", "T", "--identity-server", "--listen", "podman", "--", "/bin/true", env=env)
+    assert done.returncode == 125
+    assert done.stderr == (
+        "azexec: --listen podman: `podman network inspect podman` cannot run: No such file or directory; "
+        "install podman, or name the address with --listen ADDRESS\n"
+    )
+
+
+def test_podman_elsewhere_than_linux_says_what_to_do(monkeypatch: pytest.MonkeyPatch) -> None:
+    """On macOS (podman machine: the bridge is in a VM) --listen podman fails with one line naming a way."""
+    from azexec import listen
+    from azexec.errors import PartFailed
+
+    monkeypatch.setattr(listen.sys, "platform", "darwin")
+    with pytest.raises(PartFailed) as raised:
+        listen.check_runtime(listen.PODMAN_RUNTIME)
+    assert str(raised.value) == (
+        "--listen podman looks for Linux's podman0 bridge, which this system has not; "
+        "with podman machine, try --listen 127.0.0.1 --advertise host.containers.internal"
+    )
+
+
+def test_rootless_podman_is_refused_with_the_way_out(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Not root: podman is rootless, its containers in a network of their own, which podman0 is not."""
+    from azexec import listen
+    from azexec.errors import PartFailed
+
+    monkeypatch.setattr(listen.sys, "platform", "linux")
+    monkeypatch.setattr(listen.os, "geteuid", lambda: 1000)
+    with pytest.raises(PartFailed) as raised:
+        listen.check_runtime(listen.PODMAN_RUNTIME)
+    assert str(raised.value).startswith("--listen podman serves rootful podman's bridge, and azexec is not root; ")

@@ -14,12 +14,12 @@ import threading
 from collections.abc import Callable, Mapping
 
 from azexec.errors import PartFailed
-from azexec.listen import LOOPBACK, Listen, resolve, url_host
+from azexec.listen import LOOPBACK, Listen, Runtime, check_runtime, gateway, resolve, url_host
 from azexec.parts import Added, Context, Preview
 from azexec.parts.identity.protocols import placeholders, variables
 from azexec.parts.identity.provider import Provider
 from azexec.parts.identity.server import POLL_SECONDS, Server
-from azexec.redact import Secret
+from azexec.redact import Secret, show
 from azexec.say import say
 
 #: Variables that would make a client pick another managed-identity protocol or server: Service Fabric's, Azure
@@ -54,6 +54,8 @@ OTHER_CREDENTIALS = (
 )
 #: The default listener: 127.0.0.1, its clients given that address.
 LOOPBACK_ONLY = Listen()
+#: How long a container runtime may take to say its default network's gateway (podman: a few hundred ms).
+ASK_SECONDS = 30.0
 
 
 class IdentityServer:
@@ -85,7 +87,7 @@ class IdentityServer:
         address = None if self.listen.runtime() is not None else self.listen.address
         if self.listen.beyond_loopback():
             try:
-                address = resolve(self.listen.address)
+                address = self._address(env)
                 steps = (f"listen on {self._where(address, '<port>')}",)
             except PartFailed as e:
                 failure = str(e)
@@ -94,10 +96,15 @@ class IdentityServer:
 
     def start(self, context: Context) -> Added:
         """Listen, and point COMMAND's managed-identity clients at the endpoint."""
-        address = resolve(self.listen.address)
+        address = self._address(context.env, context.caller_mask)
         self.provider.serve(context)
+        runtime = self.listen.runtime()
+        # A bridge made only when a container starts (podman's) is not there yet: its gateway is bound regardless.
+        ahead = runtime is not None and runtime.ask is not None
         try:
-            self.server = server = Server(self.provider, address=address, advertised=self.listen.advertised_name())
+            self.server = server = Server(
+                self.provider, address=address, advertised=self.listen.advertised_name(), ahead=ahead
+            )
         except OSError as e:
             hint = "name an address of this machine" if address != LOOPBACK else None
             raise PartFailed(f"the identity server cannot listen on {address}: {e.strerror or e}", hint) from None
@@ -114,6 +121,14 @@ class IdentityServer:
         self.thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": POLL_SECONDS}, daemon=True)
         self.thread.start()
         return Added(env=tuple(env.items()))
+
+    def _address(self, env: Mapping[str, str], mask: frozenset[int] = frozenset()) -> str:
+        """Return the address to listen on: --listen's, or its runtime's bridge's (read off it, or asked)."""
+        runtime = self.listen.runtime()
+        if runtime is None or runtime.ask is None:
+            return resolve(self.listen.address)
+        check_runtime(runtime)
+        return gateway(runtime, _ask(runtime, env, mask))
 
     def _where(self, address: str, port: str) -> str:
         """Say where the server listens and the name it is advertised under."""
@@ -175,3 +190,25 @@ class IdentityServer:
             self.server.shutdown()
             self.server.server_close()
         self.provider.stop()
+
+
+def _ask(runtime: Runtime, env: Mapping[str, str], mask: frozenset[int]) -> bytes:
+    """Run RUNTIME's ask (found on ENV's PATH) within ASK_SECONDS; return what it printed, or fail saying why."""
+    from azexec import runner
+
+    assert runtime.ask is not None, "asked of a runtime that has no ask"
+    failed = f"--listen {runtime.word}: `{' '.join(runtime.ask[:4])}`"
+    try:
+        with runner.Step(ASK_SECONDS):
+            reaped = runner.run(runtime.ask, env, ASK_SECONDS, sigmask=mask)
+    except OSError as e:
+        hint = f"install {runtime.daemon}, or name the address with --listen ADDRESS"
+        raise PartFailed(f"{failed} cannot run: {e.strerror or e}", hint) from None
+    if reaped.status == 0:
+        return reaped.stdout
+    said = reaped.stderr.decode("utf-8", "replace").strip().splitlines()
+    if reaped.status is None:
+        why = f"did not answer within {ASK_SECONDS:g}s"
+    else:
+        why = f"failed: {show(said[-1][:200])}" if said else f"exited with status {reaped.status}"
+    raise PartFailed(f"{failed} {why}", f"check {runtime.daemon}, or name the address with --listen ADDRESS")

@@ -36,6 +36,8 @@ SOCKET_TIMEOUT_SECONDS = 5.0
 HEAD_SECONDS = 2.0
 #: How often the accept loop looks whether it should stop (at most this delay at exit).
 POLL_SECONDS = 0.05
+#: Linux's IP_FREEBIND (linux/in.h), which Python names from 3.12 only.
+_IP_FREEBIND = 15
 #: Connections served at once; one more is closed at once (never waited for: the accept loop must not block).
 MAX_CONNECTIONS = 256
 
@@ -48,9 +50,13 @@ class Server(ThreadingHTTPServer):
     block_on_close = False
     request_queue_size = 128
 
-    def __init__(self, provider: Provider, *, address: str = LOOPBACK, advertised: str | None = None) -> None:
+    def __init__(
+        self, provider: Provider, *, address: str = LOOPBACK, advertised: str | None = None, ahead: bool = False
+    ) -> None:
         if ":" in address:
             self.address_family = socket.AF_INET6
+        #: Bind ADDRESS before any interface has it (Linux's IP_FREEBIND): a bridge made when a container starts.
+        self.ahead = ahead
         super().__init__((address, 0), Handler)
         self.provider = provider
         self.port = self.server_address[1]
@@ -92,6 +98,8 @@ class Server(ThreadingHTTPServer):
 
     def server_bind(self) -> None:
         """Bind without HTTPServer's reverse lookup of the address (seconds, on a machine with no DNS)."""
+        if self.ahead:
+            self.socket.setsockopt(socket.SOL_IP, getattr(socket, "IP_FREEBIND", _IP_FREEBIND), 1)
         socketserver.TCPServer.server_bind(self)
         host, port = self.server_address[:2]
         self.server_name = str(host)
