@@ -144,6 +144,39 @@ def test_subscription_selects_the_one_az_uses(az_env: dict[str, str], tmp_path: 
     assert (result.returncode, result.stdout.strip()) == (0, SECOND_SUBSCRIPTION), explain(result)
 
 
+#: What each parallel run's COMMAND asks az: the token it holds, the subscription, Resource Manager's groups.
+PARALLEL_SCRIPT = (
+    "az account get-access-token --query accessToken -o tsv && az account show --query id -o tsv"
+    " && az group list --query '[0].name' -o tsv"
+)
+
+
+def test_parallel_runs_each_see_their_own_login(az_env: dict[str, str], arm: FakeArm, tmp_path: Path) -> None:
+    """Four --az-login runs at once (make -j, runners sharing a host), each its own token and subscription: each az
+    sees its own login, Resource Manager sees all four tokens, and the user's az directory is as it was."""
+    tokens = [make_token(oid=f"0000000{i}-0000-4000-8000-000000000000") for i in range(4)]
+    subscriptions = [SUBSCRIPTION, SECOND_SUBSCRIPTION] * 2
+    before = snapshot(Path(az_env["AZURE_CONFIG_DIR"]))
+    runs: list[subprocess.Popen[str]] = []
+    try:
+        for i, (token, chosen) in enumerate(zip(tokens, subscriptions, strict=True)):
+            path = write_private(tmp_path / f"token{i}", token)
+            argv = [AZEXEC, "--az-login", "--subscription", chosen, "--token-file", str(path), "--", "sh", "-c"]
+            runs.append(subprocess.Popen([*argv, PARALLEL_SCRIPT], env=az_env, stdout=subprocess.PIPE,
+                                         stderr=subprocess.PIPE, text=True))  # fmt: skip
+        outputs = [process.communicate(timeout=300) for process in runs]
+    finally:
+        for process in runs:
+            process.kill()
+            process.wait(timeout=60)
+    for process, (stdout, stderr), token, chosen in zip(runs, outputs, tokens, subscriptions, strict=True):
+        assert process.returncode == 0, stderr
+        assert stdout.split() == [token, chosen, "rg-fake"]
+    assert arm.bearer_hashes() == {_sha(token) for token in tokens}
+    assert snapshot(Path(az_env["AZURE_CONFIG_DIR"])) == before
+    assert list(Path(az_env["XDG_RUNTIME_DIR"]).iterdir()) == []
+
+
 def test_two_az_calls_in_one_command(az_env: dict[str, str], tmp_path: Path) -> None:
     """A second az process inside COMMAND asks the endpoint again, and works."""
     path = token_file(tmp_path, make_token())
