@@ -262,9 +262,9 @@ def cli(**params: Any) -> None:
 
     \b
     Which mode fits the tool:
-      az (released)       --az-login         az ignores AZURE_CLI_ACCESS_TOKEN
-      SDKs, terraform     --identity-server  a local managed-identity endpoint
-      a tool reading AZURE_CLI_ACCESS_TOKEN  no mode: azexec becomes COMMAND
+      az (released)         --az-login         az ignores AZURE_CLI_ACCESS_TOKEN
+      SDKs, terraform, azd  --identity-server  managed identity; azd's protocol
+      a tool reading AZURE_CLI_ACCESS_TOKEN    no mode: azexec becomes COMMAND
 
     \b
     Examples:
