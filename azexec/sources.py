@@ -11,11 +11,11 @@ import os
 import re
 import stat
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from azexec.bounded import Limited, read_fd
 from azexec.errors import TokenSourceError
-from azexec.redact import REPLACEMENT, STDIN_HINT, Secret, looks_secret, shell_quote, show
+from azexec.redact import REPLACEMENT, STDIN_HINT, Secret, looks_secret, scrub, shell_quote, show
 
 if TYPE_CHECKING:
     from azexec.tokencmd import Jobs
@@ -26,6 +26,8 @@ TENANT_VAR = "AZURE_CLI_TENANT_ID"
 ENV_FILE_KEYS = (TOKEN_VAR, SUBSCRIPTION_VAR, TENANT_VAR)
 
 _JSON_TOKEN_KEYS = ("accessToken", "access_token")
+#: How much of an OAuth error's error and error_description a message quotes.
+MAX_QUOTED = 200
 _KEYS_HINT = (
     'expected the bare token, or JSON with "accessToken" '
     '(az account get-access-token) or "access_token" (an OAuth2 token response)'
@@ -254,6 +256,21 @@ def parse(text: str, origin: str) -> Credential:
     return _parse_json(text, origin)
 
 
+def _oauth_error(document: dict[str, Any], origin: str) -> TokenSourceError | None:
+    """Return the error an OAuth error answer ({"error", "error_description"}) states, quoted; None if it is none."""
+    error, description = document.get("error"), document.get("error_description")
+    if not isinstance(error, str) or not error.strip():
+        return None
+    said = error.strip()[:MAX_QUOTED]
+    if isinstance(description, str) and description.strip():
+        first = description.strip().splitlines()[0]
+        said += ": " + (first[:MAX_QUOTED] + "…" if len(first) > MAX_QUOTED else first)
+    return TokenSourceError(
+        f"{origin} holds an OAuth error instead of a token: {scrub(said)}",
+        "fix what it says (an expired sign-in: sign in again), then run azexec again",
+    )
+
+
 def _parse_json(text: str, origin: str) -> Credential:
     """Take the token, subscription and tenant from a JSON token document."""
     import json
@@ -272,7 +289,8 @@ def _parse_json(text: str, origin: str) -> Credential:
     present = [k for k in _JSON_TOKEN_KEYS if document.get(k) not in (None, "")]
     key = present[0] if present else next((k for k in _JSON_TOKEN_KEYS if k in document), None)
     if key is None:
-        raise TokenSourceError(f"{origin} holds JSON without an access token", _KEYS_HINT)
+        missing = TokenSourceError(f"{origin} holds JSON without an access token", _KEYS_HINT)
+        raise _oauth_error(document, origin) or missing
     if len(present) > 1 and document[present[0]] != document[present[1]]:
         raise TokenSourceError(
             f'{origin} holds JSON whose "{present[0]}" and "{present[1]}" differ',

@@ -87,6 +87,53 @@ def test_parse_refuses_unusable_text_without_echoing_it(text: str, message: str)
     assert "secret" not in str(info.value)
 
 
+EXPIRED_SIGN_IN = {
+    "error": "invalid_grant",
+    "error_description": "AADSTS70043: The refresh token has expired due to sign-in frequency checks.\r\nTrace ID: 1",
+}
+
+
+def test_an_oauth_error_is_quoted_in_the_one_line() -> None:
+    """A token endpoint's error answer: its error and the first line of its description, and the way out."""
+    with pytest.raises(TokenSourceError) as info:
+        sources.parse(json.dumps(EXPIRED_SIGN_IN), "--token-cmd")
+    assert str(info.value) == (
+        "--token-cmd holds an OAuth error instead of a token: invalid_grant: AADSTS70043: The refresh token has "
+        "expired due to sign-in frequency checks.; fix what it says (an expired sign-in: sign in again), "
+        "then run azexec again"
+    )
+
+
+@pytest.mark.parametrize(
+    ("description", "shown", "hidden"),
+    [
+        ("leaked eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2lnbmF0dXJlc2lnbmF0dXJl here", "<redacted", "eyJhbGci"),
+        ("bell \x07 and escape \x1b[31m", "\\x07", "\x1b"),
+        ("word " * 200, "word …;", "word " * 41),
+    ],
+    ids=["a token in it", "control characters", "1000 characters"],
+)
+def test_an_oauth_error_is_bounded_escaped_and_redacted(description: str, shown: str, hidden: str) -> None:
+    with pytest.raises(TokenSourceError) as info:
+        sources.parse(json.dumps({"error": "invalid_grant", "error_description": description}), "src")
+    assert shown in str(info.value)
+    assert hidden not in str(info.value)
+
+
+def test_a_refresh_quotes_the_oauth_error_too(tmp_path: Path) -> None:
+    """The identity server's refresh meets the same answer: its warning quotes it."""
+    answer = tmp_path / "answer.json"
+    answer.write_text(json.dumps(EXPIRED_SIGN_IN))
+    provider = held(nearly_expired(), source=sources.Command(f"cat {answer}", timeout=30, label="--token-cmd"))
+    warnings: list[str] = []
+    provider.warn = warnings.append
+    provider.get(ARM)
+    (warning,) = warnings
+    assert warning.startswith(
+        "refreshing the token failed: --token-cmd holds an OAuth error instead of a token: invalid_grant: AADSTS70043"
+    )
+
+
 def test_from_file_reads_a_private_file_silently(private_file: Callable[..., Path]) -> None:
     """A mode-600 file gives the token and no warning."""
     path = private_file("eyJ.tok.en\n")
