@@ -257,6 +257,7 @@ def resolve(
         # Every tenant GUID given, from any layer, must be the token's own.
         tenants=tuple(Tenant(t.value, t.origin) for c in layers if (t := c.tenant) and ids.is_guid(t.value)),
         clock=clock,
+        mode="az" if request.az_login else "server" if request.identity_server else "env",
     )
     accepted = policy.accept(secret)
     claims = accepted.claims

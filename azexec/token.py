@@ -89,6 +89,9 @@ class TokenPolicy(NamedTuple):
     #: Refuse a token without a tid claim (every token after one that had it).
     require_tenant: bool = False
     clock: Callable[[], float] = time.time
+    #: Who reads the token: az or a tool from the environment ("env"), the SDKs through the identity server
+    #: ("server"), az logged in through it ("az"); the wrong-audience warning says what will fail.
+    mode: str = "env"
 
     def accept(self, token: Secret, *, resource: str | None = None) -> Accepted:
         """Check TOKEN (obtained for RESOURCE, or the first token when None); return it with its claims.
@@ -103,7 +106,7 @@ class TokenPolicy(NamedTuple):
         expiring = check_validity(claims, self.min_validity, now)
         warnings: tuple[str, ...] = ()
         if resource is None:
-            warnings = audience_warnings(claims, self.audiences)
+            warnings = audience_warnings(claims, self.audiences, self.mode)
         elif not resources.serves(claims.audiences, resource):
             found = ", ".join(show(a) for a in claims.audiences) or "none"
             raise TokenRejected(
@@ -180,7 +183,7 @@ def decode(token: str, origin: str, audiences: Sequence[str] = ()) -> Claims:
         asked = ", ".join(dict.fromkeys(show(a) for a in audiences))
         first = audiences[0]
         hint = (
-            f"request one with: az account get-access-token --resource {first}"
+            f"request one with: az account get-access-token --resource {first} -o json"
             if first == show(first)
             else "check the --audience value: it looks like a token, not an audience"
         )
@@ -249,17 +252,29 @@ def check_validity(claims: Claims, min_validity: float | None, now: float) -> tu
     return ()
 
 
-def audience_warnings(claims: Claims, audiences: Sequence[str]) -> tuple[str, ...]:
-    """Warn when the audience is not ARM and no --audience said what to expect."""
+#: What fails with a token that is not for Resource Manager, by mode (TokenPolicy.mode).
+WRONG_AUDIENCE = {
+    "env": "so most az commands will fail",
+    "server": "so the identity server serves that audience alone, and refuses the SDKs Resource Manager",
+    "az": "so az cannot log in with it",
+}
+#: The way out where a server serves the token: a token command run for each resource asked.
+PER_RESOURCE = (
+    "put {resource} in --token-cmd to serve each resource asked for"
+    ' (--token-cmd "az account get-access-token --resource {resource} -o json"),'
+    " or pass --audience to accept it quietly"
+)
+
+
+def audience_warnings(claims: Claims, audiences: Sequence[str], mode: str = "env") -> tuple[str, ...]:
+    """Warn when the audience is not ARM and no --audience said what to expect: what will fail in MODE, and why."""
     if audiences or not claims.audiences:
         return ()
     if any(resources.is_arm(a) for a in claims.audiences):
         return ()
     found = ", ".join(show(a) for a in claims.audiences)
-    return (
-        f"the access token is for {found}, not Azure Resource Manager, so most az "
-        "commands will fail; pass --audience to accept it quietly (or to make this an error)",
-    )
+    way_out = PER_RESOURCE if mode != "env" else "pass --audience to accept it quietly (or to make this an error)"
+    return (f"the access token is for {found}, not Azure Resource Manager, {WRONG_AUDIENCE[mode]}; {way_out}",)
 
 
 def describe_span(seconds: float) -> str:

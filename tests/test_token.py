@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import re
 import time
+from pathlib import Path
 
 import pytest
-from helpers import ARM, TENANT, make_token
+from helpers import ARM, TENANT, make_token, run
 
 from azexec import token
 from azexec.errors import TokenRejected
@@ -184,6 +185,47 @@ def test_other_audiences_warn_unless_audience_given() -> None:
     (warning,) = token.audience_warnings(claims, ())
     assert "not Azure Resource Manager" in warning
     assert token.audience_warnings(claims, ("https://graph.microsoft.com",)) == ()
+
+
+@pytest.mark.parametrize(
+    ("mode", "fails", "way_out"),
+    [
+        ("env", "so most az commands will fail", "pass --audience to accept it quietly"),
+        ("server", "refuses the SDKs Resource Manager", "put {resource} in --token-cmd"),
+        ("az", "so az cannot log in with it", "put {resource} in --token-cmd"),
+    ],
+    ids=["AZURE_CLI_ACCESS_TOKEN", "--identity-server", "--az-login"],
+)
+def test_the_wrong_audience_warning_fits_the_mode(mode: str, fails: str, way_out: str) -> None:
+    """What will fail is what the mode's clients do with the token; the way out is the mode's too."""
+    (warning,) = token.audience_warnings(claims_with(audiences=("https://vault.azure.net",)), (), mode)
+    assert warning.startswith("the access token is for https://vault.azure.net, not Azure Resource Manager, ")
+    assert fails in warning
+    assert way_out in warning
+
+
+def test_the_identity_server_says_its_wrong_audience_warning(tmp_path: Path) -> None:
+    """The warning the real azexec prints under --identity-server: about the SDKs, not az."""
+    path = tmp_path / "token"
+    path.write_text(make_token(aud="https://vault.azure.net"))
+    path.chmod(0o600)
+    result = run("--identity-server", "--token-file", str(path), "--", "true")
+    assert result.returncode == 0
+    assert "refuses the SDKs Resource Manager; put {resource} in --token-cmd" in result.stderr
+    assert "most az commands" not in result.stderr
+
+
+def test_every_az_command_azexec_suggests_asks_for_json() -> None:
+    """A user whose az config sets table output can run what azexec suggests: every suggestion says -o json."""
+    package = Path(token.__file__).parent
+    suggested = [
+        (source.name, line)
+        for source in package.rglob("*.py")
+        for line in source.read_text().splitlines()
+        if re.search(r"az account get-access-token --resource", line)
+    ]
+    assert suggested
+    assert [found for found in suggested if "-o json" not in found[1]] == []
 
 
 @pytest.mark.parametrize(

@@ -218,8 +218,8 @@ class Provider:
 
         held = ", ".join(show(a) for a in self.audiences() or ()) or "Azure Resource Manager (--no-verify)"
         return (
-            f"the token azexec holds is for {held}, not for {show(resource)}; to serve any resource, "
-            'put {resource} in --token-cmd, e.g. --token-cmd "az account get-access-token --resource {resource}"'
+            f"the token azexec holds is for {held}, not for {show(resource)}; to serve any resource, put {{resource}}"
+            ' in --token-cmd, e.g. --token-cmd "az account get-access-token --resource {resource} -o json"'
         )
 
     def _expired(self, current: Accepted | None) -> str:
