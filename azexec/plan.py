@@ -228,6 +228,10 @@ def _one_source(
     empty = [c for c in read if c.empty_token]
     if empty:
         raise TokenSourceError(f"{empty[-1].origin}: {sources.TOKEN_VAR} is empty", "it should hold the access token")
+    bare = next((c for c in read if c.bare_token_line is not None), None)
+    if bare is not None:
+        where = f"{bare.origin}: line {bare.bare_token_line}"
+        raise TokenSourceError(f"{where} {sources.BARE_TOKEN}", sources.BARE_TOKEN_HINT)
     raise UsageError(
         "no access token source",
         f"use --token-stdin, --token-file, --token-cmd, --token-env or an --env-file that holds {sources.TOKEN_VAR}",

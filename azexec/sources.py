@@ -26,6 +26,9 @@ TENANT_VAR = "AZURE_CLI_TENANT_ID"
 ENV_FILE_KEYS = (TOKEN_VAR, SUBSCRIPTION_VAR, TENANT_VAR)
 
 _JSON_TOKEN_KEYS = ("accessToken", "access_token")
+#: What an env file's line holding only a token is, and what to write instead (never the token itself).
+BARE_TOKEN = "holds a bare value shaped like a token, not KEY=VALUE"  # noqa: S105 - a message
+BARE_TOKEN_HINT = f"if it is the token, write it as {TOKEN_VAR}=… on that line"
 #: How much of an OAuth error's error and error_description a message quotes.
 MAX_QUOTED = 200
 _KEYS_HINT = (
@@ -51,6 +54,8 @@ class Credential(NamedTuple):
     warnings: tuple[str, ...] = ()
     #: An env file that sets the token variable to nothing.
     empty_token: bool = False
+    #: The line of an env file that holds a bare value shaped like a token (pasted without its KEY=).
+    bare_token_line: int | None = None
 
 
 class TokenSource(Protocol):
@@ -212,11 +217,17 @@ class EnvFile(_PathSource):
         data, warnings = _read_path(self.path, origin)
         values: dict[str, str] = {}
         problems: list[str] = []
+        bare: int | None = None
         # Parsed from memory: python-dotenv would silently read a missing file as empty.
         for binding in parse_stream(io.StringIO(decode(data, origin))):
-            # A line with no "=" (a bare token pasted on its own line) is no error to python-dotenv.
-            if binding.error or (binding.key is not None and binding.value is None):
-                problems.append(f"{origin}: line {binding.original.line} is not KEY=VALUE and is ignored")
+            line = binding.original.line
+            # A line with no "=" (a bare token pasted on its own line) is no error to python-dotenv: python-dotenv
+            # reads it as a key without a value.
+            if binding.key is not None and binding.value is None and looks_secret(binding.key):
+                bare = bare or line
+                problems.append(f"{origin}: line {line} is ignored: it {BARE_TOKEN}; {BARE_TOKEN_HINT}")
+            elif binding.error or (binding.key is not None and binding.value is None):
+                problems.append(f"{origin}: line {line} is not KEY=VALUE and is ignored")
             elif binding.key in ENV_FILE_KEYS:
                 values[binding.key] = binding.value or ""
 
@@ -242,6 +253,7 @@ class EnvFile(_PathSource):
             # Others reading the file matters only when it holds the secret.
             warnings=tuple(problems) + (warnings if token else ()),
             empty_token=token is None and TOKEN_VAR in values,
+            bare_token_line=bare,
         )
 
 

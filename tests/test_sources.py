@@ -504,8 +504,25 @@ def test_a_bare_token_line_in_an_env_file_is_warned_about(private_file: Callable
     credential = sources.EnvFile(str(path), label="--env-file").read()
     assert credential.token is None
     (warning,) = credential.warnings
-    assert warning.endswith("line 2 is not KEY=VALUE and is ignored")
+    assert warning == (
+        f"--env-file {path}: line 2 is ignored: it holds a bare value shaped like a token, not KEY=VALUE; "
+        "if it is the token, write it as AZURE_CLI_ACCESS_TOKEN=… on that line"
+    )
     assert tok[:20] not in warning
+
+
+def test_an_env_file_holding_only_a_bare_token_names_the_line(private_file: Callable[..., Path]) -> None:
+    """The env file was the only source: not "no access token source", but the line and what to write there."""
+    tok = make_token()
+    path = private_file(f"AZURE_CLI_SUBSCRIPTION_ID={SUBSCRIPTION}\n{tok}\n", name="a.env")
+    result = subprocess.run(
+        [AZEXEC, "--env-file", str(path), "--", "true"], capture_output=True, text=True, env=base_env(), timeout=30
+    )
+    assert result.returncode == 125
+    assert result.stderr == (
+        f"azexec: --env-file {path}: line 2 holds a bare value shaped like a token, not KEY=VALUE; "
+        "if it is the token, write it as AZURE_CLI_ACCESS_TOKEN=… on that line\n"
+    )
 
 
 @pytest.mark.parametrize(
