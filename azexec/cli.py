@@ -73,6 +73,14 @@ not found, 2 usage. More: man azexec (docs/azexec.1).
 """
 
 
+def _not_a_token(text: str, kind: str, param: click.Parameter | None, ctx: click.Context | None) -> None:
+    """Fail (a usage error, as every misplaced token is) when TEXT is a token typed where KIND belongs."""
+    from azexec.redact import STDIN_HINT, looks_like_token, show
+
+    if looks_like_token(text):
+        raise click.BadParameter(f"{show(text)} looks like a token, not {kind}; {STDIN_HINT}", ctx, param)
+
+
 class Duration(_FloatType):
     """A duration such as 90s, 10m, 1h, 1h30m or 0.5; a bare number is seconds."""
 
@@ -96,6 +104,7 @@ class Duration(_FloatType):
         elif text and (match := re.fullmatch(r"(?:(\d{1,9})h)?(?:(\d{1,9})m)?(?:(\d{1,12})s)?", text)):
             hours, minutes, secs = (int(part or 0) for part in match.groups())
             seconds = float(hours * 3600 + minutes * 60 + secs)
+        _not_a_token(str(value), "a duration", param, ctx)
         if seconds is None or not math.isfinite(seconds):
             self.fail(f"'{show(str(value))}' is not a duration such as 90s, 10m or 1h", param, ctx)
         if self.positive and seconds <= 0:
@@ -117,6 +126,7 @@ class Identifier(_TextType):
         from azexec.redact import show
 
         text = str(value).strip()
+        _not_a_token(text, "a tenant" if self.tenant else "a subscription ID", param, ctx)
         if self.tenant and not ids.is_tenant(text):
             self.fail(
                 f"'{show(text)}' is neither a tenant GUID nor a domain such as contoso.onmicrosoft.com", param, ctx
@@ -138,6 +148,7 @@ class Listener(_TextType):
         from azexec.redact import show
 
         text = str(value).strip()
+        _not_a_token(text, "an address" if self.address else "a host name", param, ctx)
         problem = listen.check_address(text) if self.address else listen.check_name(text)
         if problem is not None:
             self.fail(f"'{show(text)}' {problem}", param, ctx)

@@ -23,6 +23,11 @@ class UsageError(AzexecError):
     exit_code = 2
 
 
+class MisplacedToken(UsageError):
+    """Raised when a token is typed where a value of another kind belongs (an option's value, COMMAND): exit 2,
+    as any mistake in how azexec was called."""
+
+
 class TokenSourceError(AzexecError):
     """Raised when a source cannot be read or does not hold a usable credential."""
 

@@ -7,13 +7,21 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any, NamedTuple
 
 from azexec import ids, resources, sources
-from azexec.errors import TokenSourceError, UsageError
+from azexec.errors import MisplacedToken, TokenSourceError, UsageError
 from azexec.redact import Secret
 from azexec.sources import Credential, Sourced, TokenSource
 from azexec.token import Claims, Tenant, TokenPolicy
 
 #: Parameters whose option is spelled otherwise (click's name for a repeatable option is plural).
 _OPTION_NAMES = {"env_files": "env_file", "audiences": "audience"}
+#: What each option taking text holds, for the line that says a token was typed there instead.
+_VALUE_KINDS = {
+    "token_file": "a path",
+    "token_env": "a variable name",
+    "token_cmd": "a command",
+    "env_files": "a path",
+    "audiences": "an audience",
+}
 
 
 class Request(NamedTuple):
@@ -63,6 +71,7 @@ class Request(NamedTuple):
         """Refuse options that contradict each other (UsageError); return the request with every option set by
         an AZEXEC_* variable that cannot apply here dropped (one set for a whole shell must not break a run)."""
         request = self
+        request._no_misplaced_token()
         given = given_sources(request)
         typed = [name for name in given if name not in request.from_environment]
         if len(typed or given) > 1:
@@ -73,6 +82,22 @@ class Request(NamedTuple):
                 raise UsageError("--json goes with --dry-run")
             request = request._replace(as_json=False)
         return request._listener()
+
+    def _no_misplaced_token(self) -> None:
+        """Refuse a token typed where a value of another kind belongs, naming where (MisplacedToken, exit 2)."""
+        from azexec.redact import STDIN_HINT, looks_like_token, show
+
+        for name, kind in _VALUE_KINDS.items():
+            value = getattr(self, name)
+            for text in value if isinstance(value, tuple) else (value,):
+                first = text.split(None, 1)[0] if isinstance(text, str) and text.strip() else ""
+                if looks_like_token(first):
+                    raise MisplacedToken(f"{self.label(name)} {show(first)} looks like a token, not {kind}", STDIN_HINT)
+        if self.command and looks_like_token(self.command[0]):
+            raise MisplacedToken(
+                f"COMMAND {show(self.command[0])} looks like a token, not a command",
+                f"a token goes to a --token-* source, COMMAND after --; {STDIN_HINT}",
+            )
 
     def _listener(self) -> Request:
         """Check --listen and --advertise; an AZEXEC_LISTEN set for a shell applies where it can (--identity-server

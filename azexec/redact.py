@@ -66,13 +66,19 @@ def fingerprint(secret: str) -> str:
 
 
 def looks_secret(value: str) -> bool:
-    """Tell whether VALUE could be a token or a password rather than a name, path or ID."""
+    """Tell whether VALUE could be a token or a password rather than a name, path or ID (then it is not printed)."""
+    if looks_like_token(value):
+        return True
+    return len(value) >= LONG_SECRET and not any(char.isspace() for char in value)
+
+
+def looks_like_token(value: str) -> bool:
+    """Tell whether VALUE is shaped like a token (a JWT, dotted, or long mixed letters and digits): stricter than
+    looks_secret, which also takes any long word for one; a token typed where a value belongs is a usage error."""
     if re.search(_JWT, value) or re.search(_DOTTED, value):
         return True
     if any(char.isspace() for char in value):
         return False
-    if len(value) >= LONG_SECRET:
-        return True
     mixed = any(c.isupper() for c in value) and any(c.islower() for c in value) and any(c.isdigit() for c in value)
     return len(value) >= MIXED_SECRET and mixed and "/" not in value
 

@@ -14,8 +14,8 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from azexec.bounded import Limited, read_fd
-from azexec.errors import TokenSourceError
-from azexec.redact import REPLACEMENT, STDIN_HINT, Secret, looks_secret, scrub, shell_quote, show
+from azexec.errors import MisplacedToken, TokenSourceError
+from azexec.redact import REPLACEMENT, STDIN_HINT, Secret, looks_like_token, looks_secret, scrub, shell_quote, show
 
 if TYPE_CHECKING:
     from azexec.tokencmd import Jobs
@@ -145,8 +145,8 @@ class Variable(_Source):
 
     def read(self, resource: str | None = None, *, jobs: Jobs | None = None) -> Credential:
         text = self.environ.get(self.name)
-        if text is None and looks_secret(self.name):
-            raise TokenSourceError(f"{self.origin} looks like a token, not a variable name", STDIN_HINT)
+        if text is None and looks_like_token(self.name):
+            raise MisplacedToken(f"{self.origin} looks like a token, not a variable name", STDIN_HINT)
         if text is None:
             raise TokenSourceError(f"{self.origin}: the variable is not set", "export it, or use another source")
         return parse(text, self.origin)
@@ -352,10 +352,10 @@ def _read_path(path: str, origin: str) -> tuple[bytes, tuple[str, ...]]:
         os.close(fd)
 
 
-def _unopenable(path: str, origin: str, error: OSError | ValueError) -> TokenSourceError:
+def _unopenable(path: str, origin: str, error: OSError | ValueError) -> TokenSourceError | MisplacedToken:
     """Say why PATH cannot be opened; a token where the path belongs is named as such."""
-    if looks_secret(path):
-        return TokenSourceError(f"{origin} looks like a token, not a path", STDIN_HINT)
+    if looks_like_token(path):
+        return MisplacedToken(f"{origin} looks like a token, not a path", STDIN_HINT)
     if isinstance(error, FileNotFoundError):
         return TokenSourceError(f"{origin}: no such file", "check the path")
     if isinstance(error, PermissionError):

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from typing import NamedTuple
 
 from azexec.bounded import Limited
-from azexec.errors import Terminated, TokenSourceError, UsageError
+from azexec.errors import MisplacedToken, Terminated, TokenSourceError, UsageError
 from azexec.process import signals
 from azexec.redact import STDIN_HINT, show
 from azexec.say import raw
@@ -172,10 +172,10 @@ def _failed(name: _Named, status: int, hint: str) -> TokenSourceError:
     return TokenSourceError(f"{name.label} failed: {name.program} {how}", hint)
 
 
-def _spawn_failed(name: _Named, error: OSError | ValueError) -> TokenSourceError:
+def _spawn_failed(name: _Named, error: OSError | ValueError) -> TokenSourceError | MisplacedToken:
     """Say why the command could not be started."""
     if name.program.startswith("<redacted"):  # show() took it for a secret: a token where the command belongs
-        return TokenSourceError(f"{name.label}: {name.program} looks like a token, not a command", STDIN_HINT)
+        return MisplacedToken(f"{name.label} {name.program} looks like a token, not a command", STDIN_HINT)
     if isinstance(error, FileNotFoundError):
         return TokenSourceError(f"{name.label}: {name.program}: command not found", "install it or fix the command")
     reason = error.strerror if isinstance(error, OSError) else str(error)

@@ -516,10 +516,10 @@ def test_a_token_in_any_azexec_variable_is_never_printed(option: str, kind: str)
 @pytest.mark.parametrize("kind", list(MISPLACED))
 @pytest.mark.parametrize("mode", [[], ["--no-exec"], ["--mask"], ["--dry-run"], ["--dry-run", "--json"]], ids=str)
 def test_a_token_given_as_command_is_never_printed(mode: list[str], kind: str) -> None:
-    """COMMAND that is a token: not found (or too long a name) without echoing it, in every mode."""
+    """COMMAND that is a token: a usage error (2) without echoing it, in every mode, --dry-run's too."""
     secret = MISPLACED[kind]
     result = run(*mode, "--token-env", "GOOD", "--", secret, "arg", env=base_env(GOOD=make_token()))
-    assert result.returncode in ((0,) if "--dry-run" in mode else (126, 127)), explain(result)
+    assert result.returncode == 2, explain(result)
     assert_not_printed(secret, result.stdout, result.stderr)
     assert "<redacted: " in result.stdout + result.stderr
 
@@ -611,34 +611,38 @@ def test_an_install_without_bytecode_writes_none(tmp_path: Path, private_file: C
 @pytest.mark.parametrize(
     ("where", "said"),
     [
-        (
-            ["--token-env", "{secret}", "--", "true"],
-            "--token-env <redacted: {n} chars, sha256 {h}> looks like a token, not a variable name",
-        ),
-        (
-            ["--token-file", "{secret}", "--", "true"],
-            "--token-file <redacted: {n} chars, sha256 {h}> looks like a token, not a path",
-        ),
-        (
-            ["--token-cmd", "{secret}", "--", "true"],
-            "--token-cmd: <redacted: {n} chars, sha256 {h}> looks like a token, not a command",
-        ),
-        (
-            ["--token-env", "GOOD", "--", "{secret}"],
-            "COMMAND <redacted: {n} chars, sha256 {h}> looks like a token, not a command",
-        ),
+        (["--token-env", "{secret}"], "--token-env {r} looks like a token, not a variable name"),
+        (["--token-file", "{secret}"], "--token-file {r} looks like a token, not a path"),
+        (["--env-file", "{secret}"], "--env-file {r} looks like a token, not a path"),
+        (["--token-cmd", "{secret}"], "--token-cmd {r} looks like a token, not a command"),
+        (["--token-env", "GOOD", "--audience", "{secret}"], "--audience {r} looks like a token, not an audience"),
+        (["--token-env", "GOOD", "--subscription", "{secret}"],
+         "Invalid value for '--subscription': {r} looks like a token, not a subscription ID"),
+        (["--token-env", "GOOD", "--tenant", "{secret}"],
+         "Invalid value for '--tenant': {r} looks like a token, not a tenant"),
+        (["--token-env", "GOOD", "--min-validity", "{secret}"],
+         "Invalid value for '--min-validity': {r} looks like a token, not a duration"),
+        (["--token-env", "GOOD", "--identity-server", "--listen", "{secret}"],
+         "Invalid value for '--listen': {r} looks like a token, not an address"),
+        (["--token-env", "GOOD", "--", "{secret}"], "COMMAND {r} looks like a token, not a command"),
     ],
-    ids=["variable name", "path", "token command", "COMMAND"],
-)
+    ids=["variable name", "path", "env file", "token command", "audience", "subscription", "tenant", "duration",
+         "address", "COMMAND"],
+)  # fmt: skip
 def test_a_misplaced_token_is_named_as_such(where: list[str], said: str, kind: str) -> None:
-    """Where a name, a path or a command belongs, a token is called a token, with the way out: --token-stdin."""
+    """Wherever a value of another kind belongs, a token is called a token, with the way out (--token-stdin), and
+    it is a usage error: exit 2, the same status wherever it was typed."""
     import hashlib
 
     secret = MISPLACED[kind]
     args = [arg.replace("{secret}", secret) for arg in where]
+    if "--" not in args:
+        args += ["--", "true"]
     result = run(*args, env=base_env(GOOD=make_token()))
     digest = hashlib.sha256(secret.encode()).hexdigest()[:12]
-    assert result.stderr.startswith("azexec: " + said.format(n=len(secret), h=digest)), explain(result)
+    redacted = f"<redacted: {len(secret)} chars, sha256 {digest}>"
+    assert result.returncode == 2, explain(result)
+    assert result.stderr.startswith("azexec: " + said.format(r=redacted)), explain(result)
     assert "--token-stdin" in result.stderr
     assert len(result.stderr.splitlines()) == 1
     assert "export it" not in result.stderr
