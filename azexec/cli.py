@@ -257,7 +257,7 @@ MAX_DURATION = 7 * 24 * 3600.0
 )
 @option("--mask", is_flag=True, group=RUNS, help="Replace tokens with *** in COMMAND's output.")
 @option("--no-exec", is_flag=True, group=RUNS, help="Stay as COMMAND's parent (no exec).")
-@option("--dry-run", is_flag=True, group=OUTPUT, help="Say what would run; run nothing.")
+@option("--dry-run", is_flag=True, group=OUTPUT, help="Say what would run; run no COMMAND.")
 @option("--json", "as_json", envvar="AZEXEC_JSON", is_flag=True, group=OUTPUT, help="With --dry-run: as JSON.")
 @option("-q", "--quiet", is_flag=True, group=OUTPUT, help="Print no warnings or notes.")
 @click.version_option(package_name="azexec", message="%(prog)s %(version)s")
@@ -289,7 +289,7 @@ def cli(**params: Any) -> None:
 
     with _exit_status():
         request = Request.from_params(params, _from_environment())
-        argv = list(request.command) or ([] if request.dry_run else _shell())
+        argv = list(request.command) or ([] if request.dry_run else _shell(request))
         plan = prepare(request, os.environ)
         warn = _ignore if request.quiet else _warn
         # A token the identity server will replace does not expire for COMMAND: nothing to warn of.
@@ -332,10 +332,17 @@ def _from_environment() -> frozenset[str]:
     )
 
 
-def _shell() -> list[str]:
-    """Return the user's shell, the COMMAND when none is given at a terminal."""
-    from azexec import launch
+def _shell(request: Request) -> list[str]:
+    """Return the user's shell, the COMMAND when none is given at a terminal.
 
+    With no token source either (`azexec` alone), that is said first, at a terminal or not: the same mistake
+    gets the same line wherever it is made.
+    """
+    from azexec import launch
+    from azexec.plan import given_sources, no_source
+
+    if not given_sources(request) and not request.env_files:
+        raise no_source()
     if not os.isatty(0):
         raise UsageError("no COMMAND given (a shell starts only when stdin is a terminal)")
     return launch.default_shell(os.environ)
@@ -441,5 +448,6 @@ def _show_redacted(error: click.ClickException) -> None:
     known = (*sys.argv[1:], *(v for k, v in os.environ.items() if k.startswith("AZEXEC_")))
     message = " ".join(error.format_message().split())
     if isinstance(error, click.UsageError):
-        message += "; see azexec --help"
+        # After a question (click's "Did you mean '--az-login'?") a new sentence, not a semicolon.
+        message += " See azexec --help." if message.endswith("?") else "; see azexec --help"
     click.echo(PREFIX + scrub(message, known), err=True)

@@ -257,7 +257,12 @@ def _one_source(
     if bare is not None:
         where = f"{bare.origin}: line {bare.bare_token_line}"
         raise TokenSourceError(f"{where} {sources.BARE_TOKEN}", sources.BARE_TOKEN_HINT)
-    raise UsageError(
+    raise no_source()
+
+
+def no_source() -> UsageError:
+    """The usage error for a run given no token source at all."""
+    return UsageError(
         "no access token source",
         f"use --token-stdin, --token-file, --token-cmd, --token-env or an --env-file that holds {sources.TOKEN_VAR}",
     )

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from helpers import AZEXEC, OTHER_TENANT, SUBSCRIPTION, TENANT, base_env, explain, make_token, run
+from helpers import AZEXEC, OTHER_TENANT, SUBSCRIPTION, TENANT, base_env, explain, make_token, run, write_private
 
 from azexec.cli import cli
 
@@ -38,6 +38,31 @@ def test_usage_errors_exit_2(runner: CliRunner, args: list[str], message: str) -
     result = runner.invoke(cli, args, env={"T": make_token()})
     assert result.exit_code == 2, result.output
     assert message in result.output
+
+
+def test_azexec_alone_says_the_same_at_a_terminal_and_not() -> None:
+    """`azexec` with nothing: one line naming the missing source, exit 2, whether stdin is a terminal or not."""
+    import os
+    import pty
+
+    env = {k: v for k, v in base_env().items() if not k.startswith("AZEXEC_")}
+    piped = subprocess.run([AZEXEC], stdin=subprocess.DEVNULL, capture_output=True, text=True, env=env, timeout=30)
+    controller, terminal = pty.openpty()
+    try:
+        at_terminal = subprocess.run([AZEXEC], stdin=terminal, capture_output=True, text=True, env=env, timeout=30)
+    finally:
+        os.close(controller)
+        os.close(terminal)
+    assert (piped.returncode, at_terminal.returncode) == (2, 2)
+    assert piped.stderr == at_terminal.stderr
+    assert piped.stderr.startswith("azexec: no access token source; ")
+
+
+def test_a_did_you_mean_question_ends_its_sentence() -> None:
+    """click's suggestion is a question: the pointer to --help is a sentence of its own, not "?;"."""
+    result = run("--az-logn", "--", "true")
+    assert result.returncode == 2
+    assert result.stderr == ("azexec: No such option '--az-logn'. Did you mean '--az-login'? See azexec --help.\n")
 
 
 @pytest.mark.parametrize(
@@ -204,6 +229,19 @@ def test_dry_run_reports_errors_with_their_code(private_file: Callable[..., Path
     assert result.stdout == ""
 
 
+def test_dry_run_runs_the_token_command_and_no_command(tmp_path: Path) -> None:
+    """As docs/usage.md says: the token command runs (to check the token), COMMAND does not; a COMMAND that would
+    not be found is a finding (127, printed), and the dry run exits 0."""
+    marker = tmp_path / "token-command-ran"
+    command = f"sh -c 'touch {marker}; cat {write_private(tmp_path / 'token', make_token())}'"
+    result = run("--dry-run", "--token-cmd", command, "--", "no-such-command-here")
+    assert result.returncode == 0, explain(result)
+    assert marker.exists()
+    assert "127" in result.stdout
+    usage = (Path(__file__).resolve().parent.parent / "docs" / "usage.md").read_text().replace("\n", " ")
+    assert "a `--token-cmd` **does run**" in usage
+
+
 def _forged(**claims: object) -> str:
     """A token with claims pyjwt would not encode (NaN, surrogates): JSON written by hand."""
     import base64
@@ -330,7 +368,7 @@ def test_a_usage_error_is_one_line_with_a_hint(args: list[str]) -> None:
     result = run(*args, env=base_env(T=make_token()))
     assert result.returncode == 2, explain(result)
     assert result.stderr.startswith("azexec: ")
-    assert result.stderr.rstrip("\n").endswith("; see azexec --help")
+    assert result.stderr.rstrip("\n").endswith(("; see azexec --help", "? See azexec --help."))
     assert len(result.stderr.splitlines()) == 1
 
 

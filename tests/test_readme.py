@@ -13,21 +13,29 @@ ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()
 
 
-def quick_start() -> list[str]:
-    """Return the two indented commands of the Quick start section."""
-    section = README.split("## Quick start", 1)[1].split("\n## ", 1)[0]
+def commands(heading: str) -> list[str]:
+    """Return the indented commands of the README's section HEADING."""
+    section = README.split(f"\n## {heading}\n", 1)[1].split("\n## ", 1)[0]
     return re.findall(r"^    ((?:python3|scripts/).+)$", section, flags=re.MULTILINE)
+
+
+def test_the_quick_start_is_one_command_and_the_tests_another() -> None:
+    """A newcomer's first screens: one command installs and runs the demo; the tests have their own section."""
+    assert len(commands("Quick start")) == 1
+    assert len(commands("Running the tests")) == 1
+    assert "install-test-tools" not in README.split("\n## Quick start\n", 1)[1].split("\n## ", 1)[0]
+    assert README.index("## Running the tests") < README.index("## Install")
 
 
 def test_ci_runs_the_readme_test_command() -> None:
     """.ci/run contains the README's test command verbatim, as its own line."""
-    _, test_command = quick_start()
+    (test_command,) = commands("Running the tests")
     assert test_command in (ROOT / ".ci" / "run").read_text().splitlines()
 
 
 def test_quick_start_main_job_runs_on_the_demo_token() -> None:
     """The quick start's azexec invocation hands the shipped .env.example's token to the example client."""
-    install_and_run, _ = quick_start()
+    (install_and_run,) = commands("Quick start")
     invocation = install_and_run.rsplit(" && ", 1)[1]
     assert invocation.startswith(".venv/bin/azexec ")
     args = invocation.split()[1:]
@@ -35,6 +43,13 @@ def test_quick_start_main_job_runs_on_the_demo_token() -> None:
     result = subprocess.run([AZEXEC, *args], cwd=ROOT, env=base_env(), capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stderr
     assert result.stdout == "got a token for https://management.azure.com/ (561 characters, not shown)\n"
+
+
+def test_the_example_is_as_long_as_the_readme_says() -> None:
+    """ "eleven lines of standard-library Python": examples/whoami.py, counted."""
+    lines = (ROOT / "examples" / "whoami.py").read_text().splitlines()
+    assert len(lines) == 11
+    assert "eleven lines of standard-library" in README.replace("\n", " ")
 
 
 def test_readme_says_released_az_ignores_the_variables_where_it_first_names_them() -> None:
