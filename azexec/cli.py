@@ -43,6 +43,13 @@ class GroupedOption(click.Option):
 class GroupedCommand(click.Command):
     """A command whose --help lists its options by GROUPS, the choices a user makes in that order."""
 
+    def get_help_option(self, ctx: click.Context) -> click.Option | None:
+        """Return -h/--help, which no AZEXEC_* variable may set: a variable must not turn a run into --help."""
+        option = super().get_help_option(ctx)
+        if option is not None:
+            option.allow_from_autoenv = False
+        return option
+
     def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         records: dict[str, list[tuple[str, str]]] = {name: [] for name in GROUPS}
         for param in self.get_params(ctx):
@@ -62,8 +69,8 @@ def option(*names: str, group: str, **attributes: object) -> Callable[[F], F]:
 SOURCE, CHECKS, RUNS, OUTPUT = GROUPS
 
 ENVIRONMENT = """\b
-Every option has a variable named after it (AZEXEC_TOKEN_CMD for --token-cmd;
-AZEXEC_ENV_FILE takes paths separated by :); a typed option wins over it.
+Each option but -h and --version has a variable (AZEXEC_TOKEN_CMD for
+--token-cmd; AZEXEC_ENV_FILE takes paths split by :); a typed option wins.
 """
 
 EXIT_CODES = """\b
@@ -260,7 +267,7 @@ MAX_DURATION = 7 * 24 * 3600.0
 @option("--dry-run", is_flag=True, group=OUTPUT, help="Say what would run; run no COMMAND.")
 @option("--json", "as_json", envvar="AZEXEC_JSON", is_flag=True, group=OUTPUT, help="With --dry-run: as JSON.")
 @option("-q", "--quiet", is_flag=True, group=OUTPUT, help="Print no warnings or notes.")
-@click.version_option(package_name="azexec", message="%(prog)s %(version)s")
+@click.version_option(package_name="azexec", message="%(prog)s %(version)s", allow_from_autoenv=False)
 @click.argument("command", nargs=-1, type=click.UNPROCESSED, metavar="[--] COMMAND [ARG]...")
 def cli(**params: Any) -> None:
     """Run COMMAND with an Azure access token in its environment only.

@@ -257,36 +257,54 @@ def test_dry_run_of_az_without_az_login_says_released_az_ignores_the_variable(tm
     assert "note:" not in with_login.stdout
 
 
-def test_nothing_is_written_but_az_profile_in_the_private_directory(az_env: dict[str, str], tmp_path: Path) -> None:
-    """strace -f of azexec and the az it runs: writes only inside the private directory, none holding the token."""
+def _traced_writes(env: dict[str, str], tmp_path: Path, token: str) -> tuple[list[str], list[str]]:
+    """Run --az-login -- true under strace -f; return each path opened for writing, and each path written holding
+    the token."""
     import re
 
-    tok = make_token()
-    path = token_file(tmp_path, tok)
+    path = token_file(tmp_path, token)
     log = tmp_path / "strace.log"
     argv = ["strace", "-f", "-qq", "-y", "-s", "100000", "-o", str(log), "-e", "trace=%file,write,pwrite64"]
     result = subprocess.run(
         [*argv, AZEXEC, "--az-login", "--subscription", SECOND_SUBSCRIPTION, "--token-file", str(path), "--", "true"],
-        env=az_env, capture_output=True, text=True, timeout=300, check=False,
+        env=env, capture_output=True, text=True, timeout=300, check=False,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
-    runtime = az_env["XDG_RUNTIME_DIR"]
     opened = re.compile(r'open(?:at|at2)?\((?:AT_FDCWD|\d+)?(?:<[^>]*>)?,?\s*"([^"]*)",\s*([A-Z_|]+)')
-    outside, leaked, inside = [], [], []
+    written, leaked = [], []
     for line in log.read_text().splitlines():
         match = opened.search(line)
-        if match and re.search(r"O_WRONLY|O_RDWR|O_CREAT|O_TRUNC|O_APPEND", match.group(2)) and "= -1 " not in line:
-            target = match.group(1)
-            if not target.startswith(runtime) and target not in ("/dev/null", "/dev/tty"):
-                outside.append(line)
+        writing = match and re.search(r"O_WRONLY|O_RDWR|O_CREAT|O_TRUNC|O_APPEND", match.group(2))
+        if match and writing and "= -1 " not in line and match.group(1) not in ("/dev/null", "/dev/tty"):
+            written.append(match.group(1))
         write = re.search(r"\b(?:p?write(?:64)?)\(\d+<([^>]*)>, \"(.*)\", \d+", line)
-        if write and write.group(1).startswith(runtime):
-            inside.append(write.group(1))
-            if tok[40:80] in write.group(2):
-                leaked.append(write.group(1))
-    assert outside == []
+        if write and write.group(1) not in ("/dev/null", "/dev/tty") and token[40:80] in write.group(2):
+            leaked.append(write.group(1))
+    return written, leaked
+
+
+def test_nothing_is_written_but_az_profile_in_the_private_directory(az_env: dict[str, str], tmp_path: Path) -> None:
+    """strace -f of azexec and the az it runs: writes only inside the private directory, none holding the token."""
+    runtime = az_env["XDG_RUNTIME_DIR"]
+    written, leaked = _traced_writes(az_env, tmp_path, make_token())
+    assert [target for target in written if not target.startswith(runtime)] == []
     assert leaked == []
-    assert any(p.endswith("azureProfile.json") for p in inside), "the check saw none of az's writes"
+    assert any(p.endswith("azureProfile.json") for p in written), "the check saw none of az's writes"
+
+
+@pytest.mark.parametrize("az_version", [AZ_VERSIONS[0]])
+def test_without_xdg_runtime_dir_nothing_is_written_beside_the_private_directory(
+    az_env: dict[str, str], tmp_path: Path
+) -> None:
+    """XDG_RUNTIME_DIR unset: the private directory goes in $TMPDIR, chosen without a probe file written there
+    (tempfile.gettempdir() writes one): every write is inside azexec-az-*."""
+    scratch = tmp_path / "scratch"
+    scratch.mkdir(mode=0o700)
+    env = {k: v for k, v in az_env.items() if k != "XDG_RUNTIME_DIR"}
+    written, leaked = _traced_writes({**env, "TMPDIR": str(scratch)}, tmp_path, make_token())
+    assert [target for target in written if not target.startswith(f"{scratch}/azexec-az-")] == []
+    assert leaked == []
+    assert list(scratch.iterdir()) == []
 
 
 @pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGALRM], ids=["SIGTERM", "SIGALRM"])

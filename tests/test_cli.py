@@ -10,6 +10,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import click
 import pytest
 from click.testing import CliRunner
 from helpers import AZEXEC, OTHER_TENANT, SUBSCRIPTION, TENANT, base_env, explain, make_token, run, write_private
@@ -56,6 +57,25 @@ def test_azexec_alone_says_the_same_at_a_terminal_and_not() -> None:
     assert (piped.returncode, at_terminal.returncode) == (2, 2)
     assert piped.stderr == at_terminal.stderr
     assert piped.stderr.startswith("azexec: no access token source; ")
+
+
+@pytest.mark.parametrize("variable", ["AZEXEC__CLICK_DEFAULT_HELP", "AZEXEC_HELP", "AZEXEC_VERSION"])
+def test_no_variable_turns_a_run_into_help(variable: str) -> None:
+    """click's automatic prefix reaches the eager options too: not azexec's; COMMAND runs."""
+    result = run("--token-env", "T", "--", "echo", "ran", env=base_env(T=make_token(), **{variable: "1"}))
+    assert (result.returncode, result.stdout) == (0, "ran\n"), explain(result)
+
+
+def test_the_man_page_lists_only_real_variables_and_shows_h() -> None:
+    """Each variable docs/azexec.1 names sets an option; -h is there beside --help."""
+    import re
+
+    page = (Path(__file__).resolve().parent.parent / "docs" / "azexec.1").read_text()
+    listed = set(re.findall(r"Environment: \\fB(AZEXEC_[A-Z_]+)", page.replace("\\-", "-")))
+    options = [p for p in cli.params if isinstance(p, click.Option) and p.allow_from_autoenv]
+    assert listed == {p.envvar if isinstance(p.envvar, str) else f"AZEXEC_{(p.name or '').upper()}" for p in options}
+    assert "_CLICK_" not in page
+    assert "\\fB\\-h\\fR, \\fB\\-\\-help\\fR" in page
 
 
 def test_a_did_you_mean_question_ends_its_sentence() -> None:

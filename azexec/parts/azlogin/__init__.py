@@ -51,14 +51,21 @@ NOTE_SECONDS = 1.0
 
 
 def private_parent(environ: Mapping[str, str]) -> str:
-    """Return where the private directory goes: $XDG_RUNTIME_DIR when usable (memory-backed), else $TMPDIR or /tmp."""
+    """Return where the private directory goes: $XDG_RUNTIME_DIR when usable (memory-backed), else $TMPDIR or /tmp.
+
+    Chosen by looking, never by writing: tempfile.gettempdir() would write and delete a probe file in the
+    directory it picks, a write outside the private directory.
+    """
     runtime = environ.get("XDG_RUNTIME_DIR", "")
     if runtime and os.path.isabs(runtime):
         with contextlib.suppress(OSError):
             info = os.stat(runtime)
             if info.st_uid == os.getuid() and os.access(runtime, os.W_OK | os.X_OK):
                 return runtime
-    return tempfile.gettempdir()
+    for candidate in (environ.get("TMPDIR", ""), "/tmp", "/var/tmp", "/usr/tmp"):  # noqa: S108 - where mkdtemp looks
+        if candidate and os.path.isdir(candidate) and os.access(candidate, os.W_OK | os.X_OK):
+            return os.path.abspath(candidate)
+    return os.getcwd()
 
 
 def user_config_dir(environ: Mapping[str, str]) -> str:
