@@ -76,7 +76,7 @@ Each option but -h and --version has a variable (AZEXEC_TOKEN_CMD for
 EXIT_CODES = """\b
 Exit status as env(1)'s: COMMAND's own (death by signal N re-raised), 125 azexec
 could not obtain or accept the token, 126 COMMAND cannot be executed, 127 COMMAND
-not found, 2 usage. More: man azexec (docs/azexec.1).
+not found, 2 usage. More: azexec --man.
 """
 
 
@@ -253,7 +253,7 @@ MAX_DURATION = 7 * 24 * 3600.0
     type=Listener("address", address=True),
     metavar="ADDRESS",
     group=RUNS,
-    help="Serve on ADDRESS, not 127.0.0.1: docker, podman or an IP, for containers.",
+    help="Serve on ADDRESS: docker, podman or an IP (containers).",
 )
 @option(
     "--advertise",
@@ -268,6 +268,16 @@ MAX_DURATION = 7 * 24 * 3600.0
 @option("--json", "as_json", envvar="AZEXEC_JSON", is_flag=True, group=OUTPUT, help="With --dry-run: as JSON.")
 @option("-q", "--quiet", is_flag=True, group=OUTPUT, help="Print no warnings or notes.")
 @click.version_option(package_name="azexec", message="%(prog)s %(version)s", allow_from_autoenv=False)
+@option(
+    "--man",
+    is_flag=True,
+    is_eager=True,
+    expose_value=False,
+    allow_from_autoenv=False,
+    callback=lambda ctx, param, value: _man() if value and not ctx.resilient_parsing else None,
+    group=OUTPUT,
+    help="Show the manual, however azexec was installed.",
+)
 @click.argument("command", nargs=-1, type=click.UNPROCESSED, metavar="[--] COMMAND [ARG]...")
 def cli(**params: Any) -> None:
     """Run COMMAND with an Azure access token in its environment only.
@@ -324,6 +334,32 @@ def _variable_names(incomplete: str) -> list[Any]:
     from azexec.completion import variable_names
 
     return list(variable_names(incomplete))
+
+
+def _man() -> None:
+    """Show the manual page shipped inside the package (a checkout's docs/azexec.1), through man: `man azexec`
+    finds it only where the installer linked it (pip into a venv, pipx), not after uv tool install."""
+    from pathlib import Path
+
+    from azexec import program
+
+    here = Path(__file__).resolve().parent
+    page = next((p for p in (here / "azexec.1", here.parent / "docs" / "azexec.1") if p.is_file()), None)
+    if page is None:
+        failure = _ManFailed("the manual is not installed with this azexec; read docs/azexec.1 in its source")
+    else:
+        try:
+            program.execute(["man", str(page)], dict(os.environ))
+        except AzexecError as e:
+            hint = f"read it with: nroff -man {page}"
+            failure = _ManFailed(f"cannot show {page} with man ({e.message}); {hint}")
+    raise failure
+
+
+class _ManFailed(click.ClickException):
+    """The manual cannot be shown: azexec's own failure, as env(1)'s (125)."""
+
+    exit_code = 125
 
 
 def _is_az(argv: list[str]) -> bool:

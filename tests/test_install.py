@@ -95,6 +95,21 @@ def test_an_installed_azexec_runs_a_token_through_and_writes_nothing(
     assert _files(home) == before
 
 
+@pytest.mark.parametrize("installer", list(INSTALLERS))
+def test_the_manual_is_reachable_however_azexec_was_installed(wheel: Path, tmp_path: Path, installer: str) -> None:
+    """`azexec --man` shows the man page after pip, pipx and uv tool install alike (uv links no man page, so
+    `man azexec` alone cannot find it there)."""
+    home, env = _home(tmp_path)
+    azexec = INSTALLERS[installer](home, wheel, env)
+    result = subprocess.run(
+        [str(azexec), "--man"], capture_output=True, text=True, env={**env, "MANPAGER": "cat", "MANWIDTH": "80"},
+        timeout=60, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, explain(result)
+    assert "azexec - Run COMMAND with an Azure access token" in " ".join(result.stdout.split())
+    assert "--identity-server" in result.stdout
+
+
 def test_python_m_azexec_writes_no_bytecode_but_its_package_marker(
     wheel: Path, tmp_path: Path, private_file: Callable[..., Path]
 ) -> None:
