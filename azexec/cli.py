@@ -298,7 +298,7 @@ def cli(**params: Any) -> None:
     Examples:
       azexec --az-login --token-cmd "vault kv get -field=token secret/azure" -- az group list
       azexec --identity-server --token-file <(pass show azure/arm) -- terraform plan
-      azexec --identity-server --env-file azure.env -- python deploy.py
+      azexec --identity-server --token-cmd "pass show azure/arm" --env-file ids.env -- python app.py
       az account get-access-token -o json | azexec --az-login --token-stdin -- az account show
     """
     from azexec import launch

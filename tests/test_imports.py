@@ -104,7 +104,7 @@ def upward(edges: dict[str, set[str]], order: list[list[str]]) -> list[tuple[str
         assert owner, f"{module} is not in docs/development.md's layout table"
         return rank[max(owner, key=len)]
 
-    modules = [module for module in edges if module not in ("azexec", "azexec.__main__")]
+    modules = [module for module in edges if module != "azexec"]
     rows = {module: row(module) for module in modules}
     return [(m, t) for m in modules for t in sorted(edges[m]) if t in rows and rows[t] < rows[m]]
 

@@ -59,3 +59,31 @@ def test_readme_says_released_az_ignores_the_variables_where_it_first_names_them
     assert "draft" in first
     assert "2.91.0" in first
     assert "--az-login" in first
+
+
+def _invocations(text: str) -> list[str]:
+    """Every azexec command line in TEXT: indented blocks and `code` spans, joined across line breaks."""
+    spans = re.findall(r"`(azexec [^`]+)`", text) + re.findall(r"^ {4,}(?:.*\| )?(azexec .+)$", text, flags=re.M)
+    return [" ".join(span.split()) for span in spans if " -- " in span]
+
+
+def _sources(line: str) -> tuple[str, ...]:
+    """Parse an example's options as azexec would; return the token sources (or env files) it names."""
+    import shlex
+
+    from azexec.cli import cli
+
+    words = shlex.split(re.sub(r"<\([^)]*\)", "/dev/fd/63", line.split("#")[0]))[1:]
+    params = cli.make_context("azexec", words, resilient_parsing=True).params
+    names = ("token_cmd", "token_file", "token_env", "token_stdin", "env_files")
+    return tuple(name for name in names if params.get(name))
+
+
+def test_every_example_in_the_readme_and_help_names_a_token_source() -> None:
+    """An example copied as written runs: each names a source (the container example once had none: exit 2)."""
+    from azexec.cli import cli
+
+    examples = _invocations(README) + _invocations(cli.help or "")
+    assert len(examples) > 10  # the examples were found
+    assert [line for line in examples if not _sources(line)] == []
+    assert _sources("azexec --identity-server --listen docker -- docker run IMAGE") == ()  # the check can fail
