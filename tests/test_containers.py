@@ -112,6 +112,40 @@ def test_a_container_without_the_header_is_refused(docker: Docker) -> None:
     assert TOKEN not in got["body"]
 
 
+#: A client as the SDKs are: it honours the proxy variables (urllib's default opener does); says what happened.
+ENV_CLIENT = """
+import json, os, socket, urllib.error, urllib.request
+url = os.environ["IDENTITY_ENDPOINT"] + "?api-version=2019-08-01&resource=https://management.azure.com/"
+request = urllib.request.Request(url, headers={"X-IDENTITY-HEADER": os.environ["IDENTITY_HEADER"]})
+try:
+    with urllib.request.urlopen(request, timeout=5) as answer:
+        print(json.dumps({"token": json.load(answer)["access_token"]}))
+except (urllib.error.URLError, OSError) as e:
+    reason = getattr(e, "reason", e)
+    print(json.dumps({"error": type(reason).__name__, "text": str(reason)}))
+"""
+
+
+def test_without_add_host_the_name_does_not_resolve(docker: Docker) -> None:
+    """docs/usage.md's first trouble: no --add-host, and host.docker.internal is no name in the container."""
+    recipe = ["-e", "IDENTITY_ENDPOINT", "-e", "IDENTITY_HEADER"]
+    got = _answer(_azexec(docker, "docker", "run", "--rm", *recipe, IMAGE, "python3", "-c", ENV_CLIENT))
+    assert got["error"] == "gaierror"
+    assert got["text"].endswith(("Name or service not known", "Temporary failure in name resolution"))
+
+
+@pytest.mark.parametrize("passed", [False, True], ids=["proxy alone", "with NO_PROXY"])
+def test_a_proxy_in_the_container_takes_the_request_unless_no_proxy_is_passed(docker: Docker, passed: bool) -> None:
+    """docs/usage.md's proxy trouble: a proxy docker put in the container gets the request (here a dead one: the
+    client fails); with -e NO_PROXY -e no_proxy, as the docs advise, the token comes."""
+    # A dead proxy inside the test's own namespace: docker0's address, a port nothing listens on.
+    recipe = [*RECIPE, "-e", "HTTP_PROXY=http://172.17.0.1:9", "-e", "http_proxy=http://172.17.0.1:9"]
+    if passed:
+        recipe += ["-e", "NO_PROXY", "-e", "no_proxy"]
+    got = _answer(_azexec(docker, "docker", "run", "--rm", *recipe, IMAGE, "python3", "-c", ENV_CLIENT))
+    assert got.get("token") == (TOKEN if passed else None), got
+
+
 def test_compose_passes_the_endpoint_through_environment(docker: Docker, sdk: Path, tmp_path: Path) -> None:
     """The README's compose recipe (environment: pass-through, extra_hosts), on compose's own network."""
     compose = {
