@@ -17,7 +17,7 @@ are set, step for step as Azure/azure-dev has it:
   and Go panics on either missing (a nil pointer); "error" reports code and
   message (and panics on either missing); any other status is "unexpected status".
 
-Usage: azdclient.py [--scope SCOPE]... [--tenant-id TENANT]. Prints what
+Usage: azdclient.py [COMMAND]... [--scope SCOPE]... [--tenant-id TENANT]. Prints what
 `azd auth token --output json` prints ({"token", "expiresOn"}), or azd's error
 on stderr with exit 1; a panic exits 2, as Go's does.
 """
@@ -118,6 +118,8 @@ def panic(what: str) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser()
+    # `auth token` prints the token; any other command (provision, deploy) asks for one first, as azd does.
+    parser.add_argument("command", nargs="*")
     parser.add_argument("--scope", action="append", dest="scopes")
     parser.add_argument("--tenant-id", default="")
     args = parser.parse_args()

@@ -1,7 +1,7 @@
 """Recipes cannot rot: every command line in the README and docs/ that can run offline runs here.
 
 Secret stores and tools are stand-ins on PATH (pass, vault, op, az, terraform,
-sops, docker); age and make are the real ones. A stand-in that is a client of
+sops, docker, azd: the client written from azd's source); age and make are the real ones. A stand-in that is a client of
 the identity server really asks it, so a recipe whose mode does not serve its
 tool fails.
 """
@@ -104,6 +104,9 @@ def sandbox(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     client = bin_dir / "identity-client"
     client.write_text(CLIENT.format(python=sys.executable))
     client.chmod(0o755)
+    # azd: the client written from azd's source (tests/azdclient.py): any azd command asks for a token first.
+    (bin_dir / "azd").write_text(f'#!/bin/sh\nexec {sys.executable} {Path(__file__).parent / "azdclient.py"} "$@"\n')
+    (bin_dir / "azd").chmod(0o755)
     az_token = bin_dir / "az-token"
     az_token.write_text(AZ_TOKEN.format(python=sys.executable, tests=str(Path(__file__).parent)))
     az_token.chmod(0o755)
