@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import os
 import select
 import threading
@@ -15,6 +16,11 @@ from azexec.redact import REPLACEMENT, Secret
 
 #: As much as a pipe holds at once: one read per wake-up, few Python steps per MiB.
 CHUNK = 1 << 16
+#: How many first bytes of each secret are searched for, longest first: the longest that leaves at most
+#: BEGINNINGS distinct ones (all JWTs from one issuer share their header, far longer than 16 bytes); a longer
+#: needle lets bytes.find skip further.
+PREFIXES = (16, 8, 4, 2, 1)
+BEGINNINGS = 16
 #: After COMMAND exits, how long more output is waited for once what it left
 #: in the pipe has been passed on. Only a process COMMAND left behind (a
 #: background job) writes then, and azexec must not hang on it: exec would
@@ -27,42 +33,96 @@ class Masker:
 
     Only the end of the stream that could still grow into a secret is held
     back, so a line that cannot be part of a token is passed on at once.
+
+    The cost does not grow with the number of secrets: a long job under
+    --identity-server hands out a token per resource and per refresh, and
+    every JWT from one issuer begins with the same header. Candidates are
+    found by the secrets' distinct beginnings (PREFIXES) (a handful however
+    many tokens), each with one C-level find per chunk; which secret sits at a
+    candidate is one bisection of the sorted secrets. Every secret handed out
+    stays masked for the whole run, an expired token too: it still names who
+    it was for, and keeping it costs nothing now.
     """
 
     def __init__(self, *secrets: bytes) -> None:
-        self.secrets = secrets
         self.held = b""
+        self.update(secrets)
 
     def update(self, secrets: tuple[bytes, ...]) -> None:
-        """Mask SECRETS (longest first) from now on, what is held back included."""
+        """Mask SECRETS from now on, what is held back included."""
         self.secrets = secrets
+        self.sorted = sorted({secret for secret in secrets if secret})
+        self.longest = max((len(secret) for secret in self.sorted), default=0)
+        shortest = min((len(secret) for secret in self.sorted), default=1)
+        for size in (min(prefix, shortest) for prefix in PREFIXES):
+            self.prefix = size
+            self.beginnings = sorted({secret[:size] for secret in self.sorted})
+            if len(self.beginnings) <= BEGINNINGS:
+                break
+        #: What the stream's last bytes must be to begin a secret, when fewer than the prefix of them are there.
+        self.short = {beginning[:size] for beginning in self.beginnings for size in range(1, self.prefix)}
 
     def feed(self, chunk: bytes) -> bytes:
         """Return what can be written now of CHUNK, masked."""
         data = self.held + chunk if self.held else chunk
-        for secret in self.secrets:
-            data = data.replace(secret, REPLACEMENT)
-        keep = max((self._partial_suffix(data, secret) for secret in self.secrets), default=0)
-        if keep:
-            self.held = data[-keep:]
-            return data[:-keep]
         self.held = b""
-        return data
+        if not self.sorted:
+            return data
+        pieces: list[bytes] = []
+        done = 0
+        for position in self._candidates(data, 0):
+            if position < done:
+                continue  # inside a secret already masked
+            secret = self._at(data, position)
+            if secret is not None:
+                pieces += (data[done:position], REPLACEMENT)
+                done = position + len(secret)
+        masked = b"".join((*pieces, data[done:])) if pieces else data
+        keep = self._growing(masked)
+        if keep:
+            self.held = masked[-keep:]
+            return masked[:-keep]
+        return masked
 
     def flush(self) -> bytes:
         """Return what was held back, at the end of the stream."""
         held, self.held = self.held, b""
         return held
 
-    @staticmethod
-    def _partial_suffix(data: bytes, secret: bytes) -> int:
-        """Return the length of the longest end of DATA that begins SECRET."""
-        first = secret[:1]
-        position = data.find(first, max(0, len(data) - len(secret) + 1))
-        while position != -1:
-            if secret.startswith(data[position:]):
-                return len(data) - position
-            position = data.find(first, position + 1)
+    def _candidates(self, data: bytes, start: int) -> list[int]:
+        """Return where, from START on, DATA has a secret's beginning, in order (overlapping ones too)."""
+        found: list[int] = []
+        for beginning in self.beginnings:
+            position = data.find(beginning, start)
+            while position != -1:
+                found.append(position)
+                position = data.find(beginning, position + 1)
+        found.sort()
+        return found
+
+    def _at(self, data: bytes, position: int) -> bytes | None:
+        """Return the longest secret DATA holds at POSITION, or None."""
+        view = data[position : position + self.longest]
+        # The secrets that begin VIEW sort at or before it, the longest last: walk back from there while they share
+        # VIEW's beginning.
+        index = bisect.bisect_right(self.sorted, view) - 1
+        beginning = view[: self.prefix]
+        while index >= 0 and self.sorted[index][: self.prefix] == beginning:
+            if view.startswith(self.sorted[index]):
+                return self.sorted[index]
+            index -= 1
+        return None
+
+    def _growing(self, data: bytes) -> int:
+        """Return the length of the longest end of DATA that begins a secret (0: nothing to hold back)."""
+        for position in self._candidates(data, max(0, len(data) - self.longest + 1)):
+            tail = data[position:]
+            index = bisect.bisect_left(self.sorted, tail)
+            if index < len(self.sorted) and self.sorted[index].startswith(tail):
+                return len(tail)
+        for size in range(min(self.prefix - 1, len(data)), 0, -1):
+            if data[-size:] in self.short:
+                return size
         return 0
 
 
