@@ -329,6 +329,37 @@ def test_ambiguous_framing_is_a_400(live: Live, framing: str) -> None:
     assert _raw(live, wire.encode()) == 400
 
 
+@pytest.mark.parametrize(
+    ("head", "status"),
+    [
+        ("GET {target} HTTP/1.1\r\nHost: {host}\r\nX-IDENTITY-HEADER:\r\n {header}\r\n", 400),
+        ("GET {target} HTTP/1.1\r\nHost: {host}\r\nX-IDENTITY-HEADER {header}\r\n", 400),
+        ("GET {target} HTTP/1.1\r\nHost : {host}\r\nX-IDENTITY-HEADER: {header}\r\n", 400),
+        ("GET {target} HTTP/2.0\r\nHost: {host}\r\nX-IDENTITY-HEADER: {header}\r\n", 400),
+        ("GET {target} HTTP/1.1\r\nHost: {host}\r\nX-IDENTITY-HEADER: {header}\r\n" + "X-A: b\r\n" * 100, 431),
+    ],
+    ids=["folded header", "no colon", "space before the colon", "HTTP/2.0", "101 headers"],
+)
+def test_a_head_the_strict_parser_refuses(live: Live, head: str, status: int) -> None:
+    """What http.server's parser would guess at is refused: each with the right header otherwise."""
+    target = f"{live.server.app_service_path}?resource={ARM}"
+    wire = head.format(target=target, host=f"127.0.0.1:{live.port}", header=live.server.header) + "\r\n"
+    assert _raw(live, wire.encode()) == status
+
+
+def test_an_http_0_9_request_is_refused() -> None:
+    """A request line of two words (HTTP/0.9) is a 400: nothing azexec serves speaks it."""
+    part = IdentityServer(held(TOKEN), tenant=TENANT, subscription=None)
+    live = Live(start_part(part))
+    try:
+        with socket.create_connection(("127.0.0.1", live.port), timeout=10) as sock:
+            sock.sendall(f"GET {live.server.app_service_path}?resource={ARM}\r\n".encode())
+            answer = sock.recv(4096)
+    finally:
+        part.stop(0)
+    assert answer.startswith(b"HTTP/1.1 400 ")
+
+
 def test_an_absolute_target_naming_another_host_is_a_400(live: Live) -> None:
     """GET http://attacker.example/<path> with this server's Host: refused, though path and header are right."""
     target = f"http://attacker.example{live.server.app_service_path}?resource={ARM}"

@@ -11,8 +11,10 @@ token asked for.
 from __future__ import annotations
 
 import contextlib
+import http.client
 import io
 import json
+import re
 import socket
 import socketserver
 import threading
@@ -36,6 +38,11 @@ SOCKET_TIMEOUT_SECONDS = 5.0
 HEAD_SECONDS = 2.0
 #: How often the accept loop looks whether it should stop (at most this delay at exit).
 POLL_SECONDS = 0.05
+#: The most header lines a request may carry, and the longest line (http.client's own bounds).
+MAX_HEADERS = 100
+MAX_LINE = 65536
+#: A header's name: RFC 9110's token characters, nothing else (no space before the colon, no folding).
+_TOKEN = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 #: Linux's IP_FREEBIND (linux/in.h), which Python names from 3.12 only.
 _IP_FREEBIND = 15
 #: Connections served at once; one more is closed at once (never waited for: the accept loop must not block).
@@ -130,6 +137,8 @@ class Handler(BaseHTTPRequestHandler):
     """Answer one client; every answer is JSON."""
 
     server: Server
+    #: The request line as read (http.server's own, set before parse_request).
+    raw_requestline: bytes
     protocol_version = "HTTP/1.1"
     timeout = SOCKET_TIMEOUT_SECONDS
     # Headers and body go out in two writes: without TCP_NODELAY, Nagle's algorithm
@@ -148,6 +157,49 @@ class Handler(BaseHTTPRequestHandler):
         """Serve one request, whose head must arrive within HEAD_SECONDS."""
         self.head.deadline = time.monotonic() + HEAD_SECONDS
         super().handle_one_request()
+
+    def parse_request(self) -> bool:
+        """Read the request line and headers, strictly (400 for anything ambiguous); False once refused.
+
+        http.server's own parse hands the head to the email package's parser, most of a request's cost here;
+        an SDK's head is a few plain lines. Refused, where http.server would guess: a request line of other
+        than three words (HTTP/0.9), a version other than 1.0 or 1.1, a header line without a name and a
+        colon, or folded onto the previous one (obsolete, and a way to smuggle).
+        """
+        self.command = None  # type: ignore[assignment]  # http.server's own: None until the line is read
+        self.request_version = self.default_request_version
+        self.close_connection = True
+        self.requestline = str(self.raw_requestline, "iso-8859-1").rstrip("\r\n")
+        words = self.requestline.split()
+        if len(words) != 3 or words[2] not in ("HTTP/1.0", "HTTP/1.1"):
+            self.send_error(400)
+            return False
+        self.command, path, self.request_version = words
+        # As http.server does (gh-87389): //path is a path, not a host.
+        self.path = "/" + path.lstrip("/") if path.startswith("//") else path
+        self.close_connection = self.request_version != "HTTP/1.1"
+        headers = http.client.HTTPMessage()
+        for _ in range(MAX_HEADERS + 1):
+            line = self.rfile.readline(MAX_LINE + 1)
+            if len(line) > MAX_LINE or _ == MAX_HEADERS:
+                self.send_error(431)
+                return False
+            if line in (b"\r\n", b"\n", b""):
+                break
+            name, colon, value = line.partition(b":")
+            if not colon or not _TOKEN.fullmatch(name):
+                self.send_error(400)
+                return False
+            headers[name.decode("ascii")] = value.strip(b" \t\r\n").decode("iso-8859-1")
+        self.headers = headers
+        connection = headers.get("Connection", "").lower()
+        if connection == "close":
+            self.close_connection = True
+        elif connection == "keep-alive":
+            self.close_connection = False
+        if headers.get("Expect", "").lower() == "100-continue" and self.request_version == "HTTP/1.1":
+            return self.handle_expect_100()
+        return True
 
     def do_GET(self) -> None:
         """Serve the token, or refuse with a reason, in the shape of the protocol asked."""
@@ -244,14 +296,15 @@ class Handler(BaseHTTPRequestHandler):
         """Log nothing: a path holds a secret."""
 
     def _send(self, status: int, body: dict[str, Any]) -> None:
+        """Answer with BODY as JSON: head and body in one write (one system call, one packet)."""
         data = json.dumps(body).encode()
         self.connection.settimeout(SOCKET_TIMEOUT_SECONDS)  # the head's deadline is not the answer's
-        self.send_response_only(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.send_header("Cache-Control", "no-store")
-        if self.close_connection:
-            self.send_header("Connection", "close")
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(data)
+        close = b"Connection: close\r\n" if self.close_connection else b""
+        head = b"%s %d %s\r\nServer: azexec\r\nContent-Type: application/json\r\nContent-Length: %d\r\n" % (
+            self.protocol_version.encode(),
+            status,
+            self.responses.get(status, ("",))[0].encode(),
+            len(data),
+        )
+        answer = head + b"Cache-Control: no-store\r\n" + close + b"\r\n"
+        self.wfile.write(answer + data if self.command != "HEAD" else answer)
