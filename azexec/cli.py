@@ -69,8 +69,8 @@ def option(*names: str, group: str, **attributes: object) -> Callable[[F], F]:
 SOURCE, CHECKS, RUNS, OUTPUT = GROUPS
 
 ENVIRONMENT = """\b
-Each option but -h and --version has a variable (AZEXEC_TOKEN_CMD for
---token-cmd; AZEXEC_ENV_FILE takes paths split by :); a typed option wins.
+Each option but -h, --man and --version has a variable (AZEXEC_TOKEN_CMD
+for --token-cmd; AZEXEC_ENV_FILE takes paths split by :); a typed option wins.
 """
 
 EXIT_CODES = """\b
