@@ -19,7 +19,7 @@ pytestmark = pytest.mark.slow
 #: A child that records the signals it gets, and exits with a code when it gets the last one named.
 #: On the last signal it waits for release() before exiting: a handler that takes its time.
 TRAPPER = """
-import os, signal, sys
+import os, signal, sys, time
 log = open(sys.argv[1], "a", buffering=1)
 names, last, code = sys.argv[2].split(","), sys.argv[2].split(",")[-1], int(sys.argv[3])
 os.mkfifo(sys.argv[1] + ".release")
@@ -34,8 +34,9 @@ def handler(number, frame):
 for name in names:
     signal.signal(getattr(signal, name), handler)
 log.write("ready\\n")
+# Not signal.pause(): a signal landing just before it is handled only when another comes (pause's race).
 while True:
-    signal.pause()
+    time.sleep(0.1)
 """
 
 
@@ -350,11 +351,12 @@ MORE_SIGNALS = [
 
 #: Exits 40 when it gets the signal numbered argv[2], after saying it is ready in the file argv[1].
 CATCHER = """
-import signal, sys
+import signal, sys, time
 signal.signal(int(sys.argv[2]), lambda *_: sys.exit(40))
 open(sys.argv[1], "w").write("ready")
+# Not signal.pause(): a signal landing just before it is handled only when another comes (pause's race).
 while True:
-    signal.pause()
+    time.sleep(0.1)
 """
 
 
