@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Sequence
 
@@ -35,6 +36,7 @@ RULE = (
 )
 
 
+@functools.lru_cache(maxsize=256)
 def invalid(resource: str) -> str | None:
     """Say why RESOURCE is not one a client may ask for, or None when it is.
 

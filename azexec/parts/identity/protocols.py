@@ -116,7 +116,8 @@ class Endpoint:
             raise Refused(f"{wrong}; use {use} {protocol.secret_variable} value", 401)
         if protocol.marker and header(protocol.marker[0]).lower() != protocol.marker[1]:
             raise Refused(f"the {protocol.marker[0]}: {protocol.marker[1]} header is missing", 400)
-        self.used.set()
+        if not self.used.is_set():  # set() takes the Event's lock every time
+            self.used.set()
 
     def variables(self, base: str) -> dict[str, str]:
         """Return what a client needs to find this endpoint on the server at BASE."""

@@ -35,6 +35,8 @@ REFRESH_SECONDS = 600
 #: ...or less than this share of its life (from its iat claim, else from when azexec got it): a source
 #: whose tokens live 10 minutes or less is not run again on every request.
 REFRESH_SHARE = 0.5
+#: How many spellings of resources are remembered as served by the held token, or not.
+MAX_REMEMBERED = 256
 #: After a refresh failed, or gave back the very token held (az's own cache in its last minutes), while
 #: that token is still valid: how long it is served before the source is read again.
 RETRY_SECONDS = 30.0
@@ -64,6 +66,8 @@ class Provider:
         #: The last fetch's result per resource, so that requests waiting on it share it.
         self.outcomes: dict[str, Accepted | Refused] = {}
         self.locks: dict[str, threading.Lock] = {}
+        #: Whether the held token serves a resource, by the spelling asked (the held audiences never change).
+        self.held_serves: dict[str, bool] = {}
         self.guard = threading.Lock()
 
     @classmethod
@@ -125,7 +129,11 @@ class Provider:
 
     def get(self, resource: str) -> Accepted:
         """Return a valid token for RESOURCE, or raise Refused saying why not."""
-        held = resources.serves(self.audiences(), resource)
+        held = self.held_serves.get(resource)
+        if held is None:
+            held = resources.serves(self.audiences(), resource)
+            if len(self.held_serves) < MAX_REMEMBERED:  # a client asking for endless spellings is not remembered
+                self.held_serves[resource] = held
         if not held and not self.source.per_resource():
             raise Refused(self._unservable(resource))
         key = "" if held else resources.normalize(resource)

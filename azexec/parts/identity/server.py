@@ -167,6 +167,8 @@ class Handler(BaseHTTPRequestHandler):
         colon, or folded onto the previous one (obsolete, and a way to smuggle).
         """
         self.command = None  # type: ignore[assignment]  # http.server's own: None until the line is read
+        #: Each header's values by its name in lower case: what the checks read (an email Message looks slowly).
+        self.fields: dict[str, list[str]] = {}
         self.request_version = self.default_request_version
         self.close_connection = True
         self.requestline = str(self.raw_requestline, "iso-8859-1").rstrip("\r\n")
@@ -190,14 +192,16 @@ class Handler(BaseHTTPRequestHandler):
             if not colon or not _TOKEN.fullmatch(name):
                 self.send_error(400)
                 return False
-            headers[name.decode("ascii")] = value.strip(b" \t\r\n").decode("iso-8859-1")
+            field, text = name.decode("ascii"), value.strip(b" \t\r\n").decode("iso-8859-1")
+            headers[field] = text
+            self.fields.setdefault(field.lower(), []).append(text)
         self.headers = headers
-        connection = headers.get("Connection", "").lower()
+        connection = self._field("Connection").lower()
         if connection == "close":
             self.close_connection = True
         elif connection == "keep-alive":
             self.close_connection = False
-        if headers.get("Expect", "").lower() == "100-continue" and self.request_version == "HTTP/1.1":
+        if self._field("Expect").lower() == "100-continue" and self.request_version == "HTTP/1.1":
             return self.handle_expect_100()
         return True
 
@@ -209,7 +213,7 @@ class Handler(BaseHTTPRequestHandler):
         try:
             endpoint, parts = self._admitted()
         except Refused as e:
-            if self.headers.get("Content-Length", "0").strip() != "0":
+            if self._field("Content-Length", "0").strip() != "0":
                 self.close_connection = True  # its body is left unread: it must not be taken for a request
             self._send(e.status, error(e.status, e.message))
             return
@@ -241,23 +245,28 @@ class Handler(BaseHTTPRequestHandler):
             raise Refused(not_found(), 404)
         if self.command != endpoint.protocol.shape.method:
             raise Refused(f"{self.command} is not served here; ask with {endpoint.protocol.shape.method}", 405)
-        endpoint.admit(lambda name: self.headers.get(name, ""))
+        endpoint.admit(self._field)
         return endpoint, parts
+
+    def _field(self, name: str, default: str = "") -> str:
+        """Return the first value of header NAME (any case), or DEFAULT."""
+        values = self.fields.get(name.lower())
+        return values[0] if values else default
 
     def _check_framing(self) -> SplitResult:
         """Refuse a request from elsewhere (Host, Origin) or framed to smuggle another; return its target."""
-        hosts = self.headers.get_all("Host") or []
+        hosts = self.fields.get("host", [])
         if len(hosts) > 1:
             raise Refused("send one Host header", 400)
         if not hosts or hosts[0].strip().lower() not in self.server.hosts:
             raise Refused(f"the Host header must be {' or '.join(self.server.hosts)}", 403)
-        if "Origin" in self.headers:
+        if "origin" in self.fields:
             raise Refused("requests from web pages are not served", 403)
-        if "Transfer-Encoding" in self.headers:
+        if "transfer-encoding" in self.fields:
             # Only a Content-Length frames a body here: anything else could hide the next request. Hang up.
             self.close_connection = True
             raise Refused("send a body with a Content-Length, not a Transfer-Encoding", 400)
-        length = self.headers.get("Content-Length", "0").strip()
+        length = self._field("Content-Length", "0").strip()
         if not length.isdigit() or (self.command == "GET" and int(length) != 0):
             # A body on a GET would be read as the next request on this connection: refuse, and hang up.
             self.close_connection = True
@@ -272,7 +281,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def _body(self) -> bytes:
         """Read the request's body (its Content-Length, checked), by the head's deadline moved on by HEAD_SECONDS."""
-        length = int(self.headers.get("Content-Length", "0"))
+        length = int(self._field("Content-Length", "0"))
         if not length:
             return b""
         self.head.deadline = time.monotonic() + HEAD_SECONDS
