@@ -18,7 +18,7 @@ from azexec.listen import LOOPBACK, Listen, Runtime, check_runtime, gateway, res
 from azexec.parts import Added, Context, Preview
 from azexec.parts.identity.protocols import placeholders, variables
 from azexec.parts.identity.provider import Provider
-from azexec.parts.identity.server import POLL_SECONDS, Server
+from azexec.parts.identity.server import Server
 from azexec.redact import Secret, show
 from azexec.say import say
 
@@ -54,6 +54,8 @@ OTHER_CREDENTIALS = (
 )
 #: The default listener: 127.0.0.1, its clients given that address.
 LOOPBACK_ONLY = Listen()
+#: How long the accept loop may take to end once woken (it is only ever between two accepts).
+STOP_SECONDS = 2.0
 #: How long a container runtime may take to say its default network's gateway (podman: a few hundred ms).
 ASK_SECONDS = 30.0
 
@@ -118,7 +120,7 @@ class IdentityServer:
             self.announce(f"identity server listening on {self._where(address, str(server.port))}")
         env = self._variables(context.env, server.served(), address)
         # Serving starts now, before COMMAND: a client may ask the moment it starts.
-        self.thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": POLL_SECONDS}, daemon=True)
+        self.thread = threading.Thread(target=server.serve, daemon=True)
         self.thread.start()
         return Added(env=tuple(env.items()))
 
@@ -186,8 +188,9 @@ class IdentityServer:
     def stop(self, code: int | None) -> None:
         """Stop listening, and kill any token command still running for a request."""
         if self.server is not None:
-            self.server.stopping.set()
-            self.server.shutdown()
+            self.server.stop()
+            if self.thread is not None:
+                self.thread.join(timeout=STOP_SECONDS)
             self.server.server_close()
         self.provider.stop()
 

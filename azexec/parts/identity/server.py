@@ -14,6 +14,7 @@ import contextlib
 import http.client
 import io
 import json
+import os
 import re
 import socket
 import socketserver
@@ -36,8 +37,6 @@ SOCKET_TIMEOUT_SECONDS = 5.0
 #: The whole request head (request line and headers) must arrive within this, however it trickles in;
 #: an idle keep-alive connection is closed after it too. An SDK sends its head in one write.
 HEAD_SECONDS = 2.0
-#: How often the accept loop looks whether it should stop (at most this delay at exit).
-POLL_SECONDS = 0.05
 #: The most header lines a request may carry, and the longest line (http.client's own bounds).
 MAX_HEADERS = 100
 MAX_LINE = 65536
@@ -64,6 +63,9 @@ class Server(ThreadingHTTPServer):
             self.address_family = socket.AF_INET6
         #: Bind ADDRESS before any interface has it (Linux's IP_FREEBIND): a bridge made when a container starts.
         self.ahead = ahead
+        #: Written to by stop(): wakes the accept loop at once (serve_forever's loop would look only every poll).
+        #: Made first: a failed bind calls server_close(), which closes it.
+        self.waker = os.pipe()
         super().__init__((address, 0), Handler)
         self.provider = provider
         self.port = self.server_address[1]
@@ -84,6 +86,33 @@ class Server(ThreadingHTTPServer):
         self.slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
         #: Set when COMMAND has exited: nothing more is answered.
         self.stopping = threading.Event()
+
+    def serve(self) -> None:
+        """Accept connections until stop(), woken by a connection or by stop() alone, never by a timer."""
+        import selectors
+
+        # Non-blocking: a connection reset between select() and accept() must not stall the loop in accept().
+        self.socket.setblocking(False)
+        with selectors.DefaultSelector() as selector:
+            selector.register(self.socket, selectors.EVENT_READ)
+            selector.register(self.waker[0], selectors.EVENT_READ)
+            while not self.stopping.is_set():
+                for key, _ in selector.select():
+                    if key.fileobj is self.socket and not self.stopping.is_set():
+                        self.handle_request()  # the listener is non-blocking: this never waits
+
+    def stop(self) -> None:
+        """Answer nothing more, and wake the accept loop so that it ends now; then close the listener."""
+        self.stopping.set()
+        with contextlib.suppress(OSError):
+            os.write(self.waker[1], b"\0")
+
+    def server_close(self) -> None:
+        """Close the listener and the waker."""
+        super().server_close()
+        for fd in self.waker:
+            with contextlib.suppress(OSError):
+                os.close(fd)
 
     @property
     def legacy(self) -> Endpoint:
