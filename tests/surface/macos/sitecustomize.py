@@ -111,6 +111,15 @@ for module, prefixes in LINUX_ONLY_PREFIXES.items():
         delattr(module, name)
 # signal.Signals still lists SIGRTMIN and SIGPWR; what azexec asks is hasattr(signal, …).
 
+# socket imported selectors before epoll went: its choice is redone as it would be without epoll. macOS's own
+# would be kqueue, which no Linux has; poll is what selectors takes next, and macOS has it too.
+if "selectors" in sys.modules:
+    import selectors
+
+    if hasattr(selectors, "EpollSelector"):
+        del selectors.EpollSelector
+    selectors.DefaultSelector = selectors.PollSelector  # type: ignore[misc]
+
 here = os.path.dirname(os.path.abspath(__file__))
 rest = [
     entry for entry in os.environ.get("PYTHONPATH", "").split(os.pathsep) if entry and os.path.abspath(entry) != here
