@@ -91,3 +91,17 @@ def terminal() -> Iterator[Callable[[list[str], dict[str, str]], Terminal]]:
             term.proc.wait()
         with contextlib.suppress(OSError):
             os.close(term.master)
+
+
+@pytest.fixture(scope="session")
+def sdk(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The real azure-identity and its dependencies, for a container's Python (bookworm's 3.11): the docker and
+    podman tests both mount it."""
+    import sys
+
+    from dockerd import IMAGE_PYTHON, copy_distribution
+
+    assert sys.version_info[:2] == IMAGE_PYTHON, f"the image's Python is {IMAGE_PYTHON}: run the suite on it"
+    target = tmp_path_factory.mktemp("sdk")
+    assert "azure-identity" in copy_distribution("azure-identity", target)
+    return target

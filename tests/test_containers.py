@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from dockerd import IMAGE, IMAGE_PYTHON, Docker, copy_distribution
+from dockerd import IMAGE, Docker
 from fakearm import self_signed
 from helpers import ARM, AZ_VERSION, AZEXEC, SUBSCRIPTION, TENANT, az_bin, make_token
 from netns import Network
@@ -64,15 +63,6 @@ def docker() -> Iterator[Docker]:
         yield daemon
     finally:
         daemon.stop()
-
-
-@pytest.fixture(scope="module")
-def sdk(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The real azure-identity and its dependencies, for the container's Python (bookworm's 3.11)."""
-    assert sys.version_info[:2] == IMAGE_PYTHON, f"the image's Python is {IMAGE_PYTHON}: run the suite on it"
-    target = tmp_path_factory.mktemp("sdk")
-    assert "azure-identity" in copy_distribution("azure-identity", target)
-    return target
 
 
 def _azexec(docker: Docker, *command: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:

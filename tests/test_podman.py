@@ -9,14 +9,13 @@ runs in namespaces of the suite's own (tests/podman.py), and azexec with it.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from dockerd import IMAGE_PYTHON, copy_distribution
 from helpers import AZEXEC, make_token
 from podman import IMAGE, ULIMITS, Podman
 from test_containers import IMDS_CLIENT, NO_HEADER_CLIENT, SDK_CLIENT
@@ -38,19 +37,10 @@ def podman() -> Iterator[Podman]:
         runtime.stop()
 
 
-@pytest.fixture(scope="module")
-def sdk(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The real azure-identity and its dependencies, for the container's Python (bookworm's 3.11)."""
-    assert sys.version_info[:2] == IMAGE_PYTHON, f"the image's Python is {IMAGE_PYTHON}: run the suite on it"
-    target = tmp_path_factory.mktemp("sdk")
-    assert "azure-identity" in copy_distribution("azure-identity", target)
-    return target
-
-
 def _azexec(podman: Podman, *command: str, listen: str = "podman") -> subprocess.CompletedProcess[str]:
     """Run azexec --identity-server --listen podman -- COMMAND beside the suite's podman, as its user would."""
     argv = podman.inside([AZEXEC, "--token-env", "T", "--identity-server", "--listen", listen, "--", *command])
-    env = {**dict(__import__("os").environ), "T": TOKEN}
+    env = {**dict(os.environ), "T": TOKEN}
     return subprocess.run(argv, capture_output=True, text=True, env=env, timeout=300)
 
 
@@ -140,8 +130,6 @@ def test_dry_run_says_where_it_would_listen(podman: Podman) -> None:
     argv = podman.inside(
         [AZEXEC, "--token-env", "T", "--identity-server", "--listen", "podman", "--dry-run", "--", "true"]
     )
-    done = subprocess.run(
-        argv, capture_output=True, text=True, env={**dict(__import__("os").environ), "T": TOKEN}, timeout=60
-    )
+    done = subprocess.run(argv, capture_output=True, text=True, env={**dict(os.environ), "T": TOKEN}, timeout=60)
     assert done.returncode == 0, done.stderr
     assert "listen on 10.88.0.1:<port>, for clients given host.containers.internal:<port>" in done.stdout

@@ -11,7 +11,6 @@ token asked for.
 from __future__ import annotations
 
 import contextlib
-import http.client
 import io
 import json
 import os
@@ -209,7 +208,6 @@ class Handler(BaseHTTPRequestHandler):
         # As http.server does (gh-87389): //path is a path, not a host.
         self.path = "/" + path.lstrip("/") if path.startswith("//") else path
         self.close_connection = self.request_version != "HTTP/1.1"
-        headers = http.client.HTTPMessage()
         for _ in range(MAX_HEADERS + 1):
             line = self.rfile.readline(MAX_LINE + 1)
             if len(line) > MAX_LINE or _ == MAX_HEADERS:
@@ -221,10 +219,8 @@ class Handler(BaseHTTPRequestHandler):
             if not colon or not _TOKEN.fullmatch(name):
                 self.send_error(400)
                 return False
-            field, text = name.decode("ascii"), value.strip(b" \t\r\n").decode("iso-8859-1")
-            headers[field] = text
-            self.fields.setdefault(field.lower(), []).append(text)
-        self.headers = headers
+            text = value.strip(b" \t\r\n").decode("iso-8859-1")
+            self.fields.setdefault(name.decode("ascii").lower(), []).append(text)
         connection = self._field("Connection").lower()
         if connection == "close":
             self.close_connection = True
