@@ -48,10 +48,14 @@ def test_ctrl_z_then_bg_while_a_token_command_runs_leaves_the_shell_alone(
     end-of-file and exited.
     """
     token = write_private(tmp_path / "token", make_token())
+    # The job waits for the test's go file (bounded: 30 s), not for a time: under load a `sleep 2` ended before
+    # Ctrl-Z came, and no "Stopped" was ever printed.
+    (tmp_path / "wait.sh").write_text('n=0; while [ ! -e "$1" ] && [ "$n" -lt 600 ]; do sleep 0.05; n=$((n+1)); done\n')
     term = _shell(terminal, shell, tmp_path)
     for tag, line in {
-        "plain": "sh -c 'echo $$ > {dir}/started-plain; sleep 2; touch {dir}/done-plain'",
-        "azexec": f'"{AZEXEC}" --token-cmd "sh -c \'echo \\$\\$ > {{dir}}/started-azexec; sleep 2; cat {token}\'"'
+        "plain": "sh -c 'echo $$ > {dir}/started-plain; sh {dir}/wait.sh {dir}/go-plain; touch {dir}/done-plain'",
+        "azexec": f'"{AZEXEC}" --token-cmd "sh -c \'echo \\$\\$ > {{dir}}/started-azexec;'
+        f" sh {{dir}}/wait.sh {{dir}}/go-azexec; cat {token}'\""
         " -- sh -c 'touch {dir}/done-azexec'",
     }.items():
         term.output = b""
@@ -64,6 +68,7 @@ def test_ctrl_z_then_bg_while_a_token_command_runs_leaves_the_shell_alone(
         term.send("\x1a")
         term.expect("Stopped")
         term.send("bg\n")
+        (tmp_path / f"go-{tag}").touch()
         wait_until((tmp_path / f"done-{tag}").exists, what=f"the {tag} job's end in the background")
         _alive(term, tag)
     term.send("exit\n")
