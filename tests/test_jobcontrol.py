@@ -38,6 +38,19 @@ def _alive(term: Terminal, tag: str) -> None:
     term.expect(f"alive-{tag}-42")
 
 
+def _release(gate: Path) -> bool:
+    """Let a job reading GATE (a FIFO) go on; tell whether one was reading it (a stopped job is not)."""
+    try:
+        fd = os.open(gate, os.O_WRONLY | os.O_NONBLOCK)
+    except OSError:  # ENXIO: no reader yet
+        return False
+    try:
+        os.write(fd, b"go\n")
+    finally:
+        os.close(fd)
+    return True
+
+
 @pytest.mark.parametrize("shell", ["bash", "dash"])
 def test_ctrl_z_then_bg_while_a_token_command_runs_leaves_the_shell_alone(
     terminal: Callable[..., Terminal], tmp_path: Path, shell: str
@@ -48,29 +61,37 @@ def test_ctrl_z_then_bg_while_a_token_command_runs_leaves_the_shell_alone(
     end-of-file and exited.
     """
     token = write_private(tmp_path / "token", make_token())
-    # The job waits for the test's go file (bounded: 30 s), not for a time: under load a `sleep 2` ended before
-    # Ctrl-Z came, and no "Stopped" was ever printed.
-    (tmp_path / "wait.sh").write_text('n=0; while [ ! -e "$1" ] && [ "$n" -lt 600 ]; do sleep 0.05; n=$((n+1)); done\n')
+    # Each job waits in a builtin (`read` from a FIFO the test writes after `bg`): no fork, so no window where
+    # Ctrl-Z stops a vfork'ed child before its exec while its shell sleeps in vfork, never to report a stop
+    # (with or without azexec: neither bash nor azexec could see the job stop then). A fixed `sleep 2` ended
+    # before Ctrl-Z came under load.
+    gates = {tag: tmp_path / f"go-{tag}" for tag in ("plain", "azexec")}
+    for gate in gates.values():
+        os.mkfifo(gate)
     term = _shell(terminal, shell, tmp_path)
-    for tag, line in {
-        "plain": "sh -c 'echo $$ > {dir}/started-plain; sh {dir}/wait.sh {dir}/go-plain; touch {dir}/done-plain'",
-        "azexec": f'"{AZEXEC}" --token-cmd "sh -c \'echo \\$\\$ > {{dir}}/started-azexec;'
-        f" sh {{dir}}/wait.sh {{dir}}/go-azexec; cat {token}'\""
-        " -- sh -c 'touch {dir}/done-azexec'",
-    }.items():
-        term.output = b""
-        term.send(line.format(dir=tmp_path) + "\n")
-        started = tmp_path / f"started-{tag}"
-        wait_until(lambda path=started: path.exists() and path.read_text().strip(), what=f"the {tag} job's start")
-        # Ctrl-Z once the job (for azexec, its token command) holds the terminal, as a user presses it.
-        job = int(started.read_text())
-        wait_until(lambda pgid=job: os.tcgetpgrp(term.master) == pgid, what=f"the {tag} job holding the terminal")
-        term.send("\x1a")
-        term.expect("Stopped")
-        term.send("bg\n")
-        (tmp_path / f"go-{tag}").touch()
-        wait_until((tmp_path / f"done-{tag}").exists, what=f"the {tag} job's end in the background")
-        _alive(term, tag)
+    try:
+        for tag, line in {
+            "plain": "sh -c 'echo $$ > {dir}/started-plain; read go < {dir}/go-plain; touch {dir}/done-plain'",
+            "azexec": f'"{AZEXEC}" --token-cmd "sh -c \'echo \\$\\$ > {{dir}}/started-azexec;'
+            f" read go < {{dir}}/go-azexec; cat {token}'\""
+            " -- sh -c 'touch {dir}/done-azexec'",
+        }.items():
+            term.output = b""
+            term.send(line.format(dir=tmp_path) + "\n")
+            started = tmp_path / f"started-{tag}"
+            wait_until(lambda path=started: path.exists() and path.read_text().strip(), what=f"the {tag} job's start")
+            # Ctrl-Z once the job (for azexec, its token command) holds the terminal, as a user presses it.
+            job = int(started.read_text())
+            wait_until(lambda pgid=job: os.tcgetpgrp(term.master) == pgid, what=f"the {tag} job holding the terminal")
+            term.send("\x1a")
+            term.expect("Stopped")
+            term.send("bg\n")
+            wait_until(lambda gate=gates[tag]: _release(gate), what=f"the {tag} job reading again after bg")
+            wait_until((tmp_path / f"done-{tag}").exists, what=f"the {tag} job's end in the background")
+            _alive(term, tag)
+    finally:
+        for gate in gates.values():  # a job still waiting (the test failed) ends, not left behind
+            _release(gate)
     term.send("exit\n")
     assert term.finish() == 0
 
