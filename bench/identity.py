@@ -5,7 +5,9 @@ Usage: python3 bench/identity.py [--requests N] [--clients N] [--azexec PATH]
 azexec serves a cached token; COMMAND is a client with CLIENTS threads, each
 on a keep-alive connection, sending REQUESTS in all (the App Service protocol,
 as the SDKs send it). It prints requests per second, p50 and p99 latency, and
-azexec's peak RSS (VmHWM, read from /proc while COMMAND runs). Then a refresh
+azexec's peak RSS (VmHWM, read from /proc while COMMAND runs), and the same
+client against two floors: a bare socket loop, and http.server answering a
+fixed body (the design's framework, doing nothing else). Then a refresh
 storm: 100 clients ask at the moment the token needs refreshing, and the
 token command's runs are counted (it should run once). Standard library and
 pyjwt only; loopback only; every loop is bounded.
@@ -112,6 +114,27 @@ env = dict(os.environ, IDENTITY_ENDPOINT=f"http://127.0.0.1:{listener.getsocknam
 sys.exit(subprocess.run([sys.executable, *sys.argv[1:]], env=env).returncode)
 """
 
+#: The same fixed answer through the standard library's http.server (the design's framework): threads,
+#: keep-alive, one write, no Nagle. What is between it and the floor is http.server's; above it, azexec's.
+HTTP_FLOOR = r"""
+import os, subprocess, sys, threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+BODY = b'{"access_token": "x", "expires_on": "0", "resource": "r", "token_type": "Bearer"}'
+ANSWER = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (len(BODY), BODY)
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True
+    def do_GET(self):
+        self.wfile.write(ANSWER)
+    def log_message(self, *args):
+        pass
+server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+server.daemon_threads = True
+threading.Thread(target=server.serve_forever, daemon=True).start()
+env = dict(os.environ, IDENTITY_ENDPOINT=f"http://127.0.0.1:{server.server_address[1]}/floor", IDENTITY_HEADER="x")
+sys.exit(subprocess.run([sys.executable, *sys.argv[1:]], env=env).returncode)
+"""
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -134,11 +157,15 @@ def main() -> None:
         env=env, capture_output=True, text=True, timeout=600, check=True,
     )  # fmt: skip
     figures = json.loads(result.stdout)
-    floor = json.loads(
-        subprocess.run(
-            [sys.executable, str(work / "floor.py"), str(work / "client.py"), str(args.requests), str(args.clients)],
-            env=env, capture_output=True, text=True, timeout=600, check=True,
-        ).stdout
+    (work / "http_floor.py").write_text(HTTP_FLOOR)
+    floor, http_floor = (
+        json.loads(
+            subprocess.run(
+                [sys.executable, str(work / server), str(work / "client.py"), str(args.requests), str(args.clients)],
+                env=env, capture_output=True, text=True, timeout=600, check=True,
+            ).stdout
+        )
+        for server in ("floor.py", "http_floor.py")
     )  # fmt: skip
     print(
         f"{args.requests} requests, {args.clients} clients, {os.cpu_count()} cores: "
@@ -148,7 +175,13 @@ def main() -> None:
     print(
         f"floor (fixed answer, same client, same run): {floor['rps']:.0f} requests/s, p50 {floor['p50']:.2f} ms, "
         f"p99 {floor['p99']:.2f} ms; azexec/floor: p50 {figures['p50'] / floor['p50']:.2f}x, "
-        f"p99 {figures['p99'] / floor['p99']:.2f}x"
+        f"p99 {figures['p99'] / floor['p99']:.2f}x, requests/s {figures['rps'] / floor['rps']:.2f}x"
+    )
+    print(
+        f"http.server floor (the same answer through http.server): {http_floor['rps']:.0f} requests/s, "
+        f"p50 {http_floor['p50']:.2f} ms, p99 {http_floor['p99']:.2f} ms; azexec/it: "
+        f"p50 {figures['p50'] / http_floor['p50']:.2f}x, p99 {figures['p99'] / http_floor['p99']:.2f}x, "
+        f"requests/s {figures['rps'] / http_floor['rps']:.2f}x"
     )
 
     storm_count = work / "storm-count"
