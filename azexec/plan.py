@@ -1,6 +1,8 @@
 """Choose the token source and the token policy from the options, read, and accept: the Plan."""
 
-from __future__ import annotations
+# No `from __future__ import annotations` here: Python 3.10-3.13 compile each string annotation of a
+# NamedTuple field at class creation (typing.ForwardRef), ~0.4M instructions a field, most of azexec's
+# start-up above the design floor (docs/performance.md). Real annotations cost a tenth of that.
 
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -63,11 +65,11 @@ class Request(NamedTuple):
     from_environment: frozenset[str] = frozenset()
 
     @classmethod
-    def from_params(cls, params: Mapping[str, Any], from_environment: frozenset[str] = frozenset()) -> Request:
+    def from_params(cls, params: Mapping[str, Any], from_environment: frozenset[str] = frozenset()) -> "Request":
         """Build the request from click's parameters, and check it."""
         return cls(**params, from_environment=from_environment).check()
 
-    def check(self) -> Request:
+    def check(self) -> "Request":
         """Refuse options that contradict each other (UsageError); return the request with every option set by
         an AZEXEC_* variable that cannot apply here dropped (one set for a whole shell must not break a run)."""
         request = self
@@ -99,7 +101,7 @@ class Request(NamedTuple):
                 f"a token goes to a --token-* source, COMMAND after --; {STDIN_HINT}",
             )
 
-    def _listener(self) -> Request:
+    def _listener(self) -> "Request":
         """Check --listen and --advertise; an AZEXEC_LISTEN set for a shell applies where it can (--identity-server
         without --az-login) and is dropped elsewhere: 127.0.0.1 is the safe side."""
         typed = {name for name in ("listen", "advertise") if name not in self.from_environment}

@@ -5,7 +5,9 @@ the first token and again for every refresh. Nothing here writes anything,
 and no message quotes what a source held.
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations` here: Python 3.10-3.13 compile each string annotation of a
+# NamedTuple field at class creation (typing.ForwardRef), ~0.4M instructions a field, most of azexec's
+# start-up above the design floor (docs/performance.md). Real annotations cost a tenth of that.
 
 import os
 import re
@@ -73,7 +75,7 @@ class TokenSource(Protocol):
     def costly(self) -> bool:
         """Tell whether reading it runs something: then a read that gave the same token back is not repeated at once."""
 
-    def read(self, resource: str | None = None, *, jobs: Jobs | None = None) -> Credential:
+    def read(self, resource: str | None = None, *, jobs: "Jobs | None" = None) -> Credential:
         """Read a credential (for RESOURCE, where the source takes one).
 
         JOBS is given once COMMAND runs: reading then happens on any thread,
@@ -121,7 +123,7 @@ class Stdin(_Source):
     def __init__(self, origin: str) -> None:
         self.origin = origin
 
-    def read(self, resource: str | None = None, *, jobs: Jobs | None = None) -> Credential:
+    def read(self, resource: str | None = None, *, jobs: "Jobs | None" = None) -> Credential:
         data = _prompt_hidden(0, self.origin) if os.isatty(0) else read_fd(0, self.origin)
         return parse(decode(data, self.origin), self.origin)
 
@@ -129,7 +131,7 @@ class Stdin(_Source):
 class File(_PathSource):
     """A file, a FIFO or /dev/fd/N; a regular file is read again for a fresh token."""
 
-    def read(self, resource: str | None = None, *, jobs: Jobs | None = None) -> Credential:
+    def read(self, resource: str | None = None, *, jobs: "Jobs | None" = None) -> Credential:
         data, warnings = _read_path(self.path, self.origin)
         credential = parse(decode(data, self.origin), self.origin)
         return credential._replace(warnings=credential.warnings + warnings)
@@ -143,7 +145,7 @@ class Variable(_Source):
         self.environ = environ
         self.origin = f"{label} {show(name)}"
 
-    def read(self, resource: str | None = None, *, jobs: Jobs | None = None) -> Credential:
+    def read(self, resource: str | None = None, *, jobs: "Jobs | None" = None) -> Credential:
         text = self.environ.get(self.name)
         if text is None and looks_like_token(self.name):
             raise MisplacedToken(f"{self.origin} looks like a token, not a variable name", STDIN_HINT)
@@ -173,7 +175,7 @@ class Command(_Source):
     def costly(self) -> bool:
         return True
 
-    def read(self, resource: str | None = None, *, jobs: Jobs | None = None) -> Credential:
+    def read(self, resource: str | None = None, *, jobs: "Jobs | None" = None) -> Credential:
         from azexec import tokencmd
         from azexec.resources import DEFAULT_RESOURCE
 
@@ -202,7 +204,7 @@ class Command(_Source):
 class EnvFile(_PathSource):
     """A dotenv file with the three AZURE_CLI_* values; when it holds the token, it is read again for a fresh one."""
 
-    def read(self, resource: str | None = None, *, jobs: Jobs | None = None) -> Credential:
+    def read(self, resource: str | None = None, *, jobs: "Jobs | None" = None) -> Credential:
         """Take the three AZURE_CLI_* values, and nothing else.
 
         Values are literal: python-dotenv's ${VAR} interpolation would read

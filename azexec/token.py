@@ -4,7 +4,9 @@ The signature is never verified: az and Azure do that. Only what can make a
 command fail later (expiry, tenant, audience) is read from the claims.
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations` here: Python 3.10-3.13 compile each string annotation of a
+# NamedTuple field at class creation (typing.ForwardRef), ~0.4M instructions a field, most of azexec's
+# start-up above the design floor (docs/performance.md). Real annotations cost a tenth of that.
 
 import math
 import sys
@@ -383,7 +385,7 @@ def _claims(payload: Mapping[str, Any], origin: str) -> Claims:
     )
 
 
-def _pyjwt() -> ModuleType:
+def _pyjwt() -> "ModuleType":
     """Import pyjwt without the cryptography package, which azexec never needs: it verifies no signature.
 
     pyjwt imports cryptography whenever it can, and a venv that also holds

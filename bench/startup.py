@@ -6,8 +6,11 @@ Installs azexec (not editable, so its bytecode is compiled as for a user) into
 a fresh virtualenv, and again into a crowded one that also holds azure-identity
 (and so cryptography, which pyjwt imports whenever it can), makes a demo token, and times every command with hyperfine
 in ROUNDS interleaved rounds, so that a noisy neighbour hits all of them alike.
-Prints medians, ratios and peak memory. Needs hyperfine (installed with apt-get
-when missing and running as root). Standard library only.
+Prints medians, ratios and peak memory. Then, where valgrind is installed, the
+same ratios in instructions (callgrind, up to the exec, with a fixed hash
+seed): the same count on every run, whatever else the machine does, where the
+times of two identical commands differ by up to 15% here. Needs hyperfine
+(installed with apt-get when missing and running as root). Standard library only.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import json
 import os
 import platform
 import random
+import shlex
 import shutil
 import statistics
 import subprocess
@@ -70,6 +74,29 @@ def peak_rss_kib(argv: list[str], runs: int) -> int:
             sys.exit(f"bench: {argv} exited {proc.returncode}")
         samples.append(usage.ru_maxrss)
     return int(statistics.median(samples))
+
+
+def instructions(line: str, work: Path) -> int:
+    """Count the instructions LINE's process runs up to its exec (callgrind; PYTHONHASHSEED=0: dicts, and so the
+    count, stay the same from run to run). The exec'd `true` is not counted: only what the launcher does."""
+    out = work / "callgrind"
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir()
+    argv = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}/%p", "--dump-before=execve"]
+    subprocess.run(
+        [*argv, *shlex.split(line)],
+        env={**os.environ, "PYTHONHASHSEED": "0"},
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    # One dump per execve tried (execvp walks PATH): the first, and largest, holds everything before it.
+    return max(
+        int(line.split()[1])
+        for dump in out.iterdir()
+        for line in dump.read_text().splitlines()
+        if line.startswith("summary:")
+    )
 
 
 def main() -> None:
@@ -160,6 +187,18 @@ def main() -> None:
         print(f"{label:<46}{ratio:.2f}x  {target}")
     extra = (memory["azexec --token-file"] - memory["design floor (file)"]) / 1024
     print(f"peak memory, azexec --token-file - design floor: {extra:+.1f} MiB  (target <= +2)")
+    if shutil.which("valgrind"):
+        print()
+        counted = {
+            label: instructions(commands[label], work)
+            for label in ("design floor (file)", "azexec --token-file", "design floor (env file)", "azexec --env-file")
+        }
+        for label, count in counted.items():
+            print(f"{label:<26}{count / 1e6:>10.1f} M instructions")
+        file_ratio = counted["azexec --token-file"] / counted["design floor (file)"]
+        env_ratio = counted["azexec --env-file"] / counted["design floor (env file)"]
+        print(f"{'azexec --token-file / design floor (file)':<46}{file_ratio:.3f}x in instructions  target <= 1.10")
+        print(f"{'azexec --env-file / design floor (env file)':<46}{env_ratio:.3f}x in instructions  target <= 1.10")
     shutil.rmtree(work, ignore_errors=True)
 
 
