@@ -1,8 +1,7 @@
 """Find a program as execvp(3) does, exec it, and fail with env(1)'s 126 and 127."""
 
-# No `from __future__ import annotations` here: Python 3.10-3.13 compile each string annotation of a
-# NamedTuple field at class creation (typing.ForwardRef), ~0.4M instructions a field, most of azexec's
-# start-up above the design floor (docs/performance.md). Real annotations cost a tenth of that.
+# No `from __future__ import annotations`: its string annotations cost a compile per NamedTuple field at
+# import, on the start-up path (docs/development.md, "One exception to the style").
 
 import errno
 import os

@@ -4,9 +4,8 @@ The signature is never verified: az and Azure do that. Only what can make a
 command fail later (expiry, tenant, audience) is read from the claims.
 """
 
-# No `from __future__ import annotations` here: Python 3.10-3.13 compile each string annotation of a
-# NamedTuple field at class creation (typing.ForwardRef), ~0.4M instructions a field, most of azexec's
-# start-up above the design floor (docs/performance.md). Real annotations cost a tenth of that.
+# No `from __future__ import annotations`: its string annotations cost a compile per NamedTuple field at
+# import, on the start-up path (docs/development.md, "One exception to the style").
 
 import math
 import sys

@@ -40,7 +40,7 @@ def podman() -> Iterator[Podman]:
 def _azexec(podman: Podman, *command: str, listen: str = "podman") -> subprocess.CompletedProcess[str]:
     """Run azexec --identity-server --listen podman -- COMMAND beside the suite's podman, as its user would."""
     argv = podman.inside([AZEXEC, "--token-env", "T", "--identity-server", "--listen", listen, "--", *command])
-    env = {**dict(os.environ), "T": TOKEN}
+    env = {**os.environ, "T": TOKEN}
     return subprocess.run(argv, capture_output=True, text=True, env=env, timeout=300)
 
 
@@ -130,6 +130,6 @@ def test_dry_run_says_where_it_would_listen(podman: Podman) -> None:
     argv = podman.inside(
         [AZEXEC, "--token-env", "T", "--identity-server", "--listen", "podman", "--dry-run", "--", "true"]
     )
-    done = subprocess.run(argv, capture_output=True, text=True, env={**dict(os.environ), "T": TOKEN}, timeout=60)
+    done = subprocess.run(argv, capture_output=True, text=True, env={**os.environ, "T": TOKEN}, timeout=60)
     assert done.returncode == 0, done.stderr
     assert "listen on 10.88.0.1:<port>, for clients given host.containers.internal:<port>" in done.stdout

@@ -101,7 +101,7 @@ class Server(ThreadingHTTPServer):
                         self.handle_request()  # the listener is non-blocking: this never waits
 
     def stop(self) -> None:
-        """Answer nothing more, and wake the accept loop so that it ends now; then close the listener."""
+        """Answer nothing more, and wake the accept loop so that it ends now (server_close() closes the listener)."""
         self.stopping.set()
         with contextlib.suppress(OSError):
             os.write(self.waker[1], b"\0")
